@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - CT reconstruction of a sample sinogram with NestNet (PSNR against FBP, PNG)
+#   make test   - ruff + the whole test suite (GUI tests under Xvfb)
+# Both create or reuse .venv and install what they need.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test install system-deps bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned to the CPU wheel that lies on this machine's disk: an open range would pull
+# a multi-GB CUDA build. Users on GPUs install their own CUDA torch before `pip install`.
+$(STAMP): $(PY) pyproject.toml napari.yaml scripts/hatch_build.py
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+demo: install
+	$(PY) -m reconstruct.cli demo --out demo_output
+
+test: install system-deps
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/run.py --protocol quick
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo_output

@@ -1,0 +1,298 @@
+"""The nested activation of NestNet: every hidden neuron is activated by a small trainable subnetwork.
+
+Height 2:  ϱ(z) = w₂ᵀ ReLU(w₁ z + b₁) + b₂  with w₁, b₁, w₂ ∈ ℝ³, b₂ ∈ ℝ (10 parameters), initialised
+w₁ = (1, 1, 1), b₁ = (−0.2, −0.1, 0), w₂ = (1, 1, −1), b₂ = 0.  Height s > 2 replaces the ReLU on
+ϱ's three hidden units by a height s−1 subnetwork; height 1 is a plain ReLU.
+
+Two implementations compute the same function:
+
+* the *naive* reference materialises the ``(..., C, 3)`` hidden tensor and lets autograd keep it
+  (3× the activation memory, and most of a train step's time);
+* the *fused* path (default) is a custom :class:`torch.autograd.Function` whose forward writes only
+  the output and whose hand-derived backward recomputes the three hidden units from the saved
+  pre-activation.  On large inputs both passes are compiled with ``torch.compile`` (Inductor C++
+  on CPU, Triton on CUDA) into one-pass kernels; small inputs, or machines where compiling fails,
+  run the same code eagerly.  Select with :func:`set_fused_backend` or the environment variable
+  ``NESTNET_FUSED_BACKEND`` (``auto``, ``compile``, ``eager``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+from torch import nn
+
+from ._validation import check_positive_int
+
+__all__ = [
+    "NestedActivation",
+    "INIT_W1",
+    "INIT_B1",
+    "INIT_W2",
+    "INIT_B2",
+    "set_fused_backend",
+    "get_fused_backend",
+    "nested_activation_naive",
+]
+
+INIT_W1 = (1.0, 1.0, 1.0)
+INIT_B1 = (-0.2, -0.1, 0.0)
+INIT_W2 = (1.0, 1.0, -1.0)
+INIT_B2 = 0.0
+SUBNET_WIDTH = 3
+
+_BACKENDS = ("auto", "compile", "eager")
+_backend = os.environ.get("NESTNET_FUSED_BACKEND", "auto")
+if _backend not in _BACKENDS:
+    raise ValueError(f"NESTNET_FUSED_BACKEND must be one of {_BACKENDS}, got {_backend!r}")
+# Compiling costs tens of seconds once; below this many elements the eager kernels are fast enough.
+_AUTO_COMPILE_MIN_NUMEL = 1 << 21
+_compiled: dict[str, object] = {}
+_compile_failed = False
+
+
+def set_fused_backend(backend: str) -> None:
+    """Choose how the fused activation runs: ``"auto"`` (compile large inputs, eager otherwise),
+    ``"compile"`` (always ``torch.compile``), ``"eager"`` (never compile)."""
+    global _backend
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    _backend = backend
+
+
+def get_fused_backend() -> str:
+    """The current fused-activation backend (see :func:`set_fused_backend`)."""
+    return _backend
+
+
+# --------------------------------------------------------------------------- fused kernels
+# Parameters arrive expanded per channel with shapes ``bshape + (3,)`` (w1, b1, w2) and ``bshape``
+# (b2), where ``bshape`` broadcasts against z along its channel axis.
+
+
+def _rho_forward(z, w1, b1, w2, b2):
+    out = b2 + w2[..., 0] * torch.relu(torch.addcmul(b1[..., 0], z, w1[..., 0]))
+    out = out + w2[..., 1] * torch.relu(torch.addcmul(b1[..., 1], z, w1[..., 1]))
+    return out + w2[..., 2] * torch.relu(torch.addcmul(b1[..., 2], z, w1[..., 2]))
+
+
+def _rho_backward(g, z, w1, b1, w2, b2):
+    bshape = b2.shape
+    dz = None
+    dw1, db1, dw2 = [], [], []
+    for k in range(SUBNET_WIDTH):
+        h = torch.addcmul(b1[..., k], z, w1[..., k])
+        gm = g * (h > 0)  # upstream gradient where unit k is active
+        term = gm * (w1[..., k] * w2[..., k])
+        dz = term if dz is None else dz + term
+        # w2 is constant per channel, so it factors out of the reductions; gm·h = g·ReLU(h).
+        dw2.append((gm * h).sum_to_size(bshape))
+        dw1.append((gm * z).sum_to_size(bshape) * w2[..., k])
+        db1.append(gm.sum_to_size(bshape) * w2[..., k])
+    return dz, torch.stack(dw1, -1), torch.stack(db1, -1), torch.stack(dw2, -1), g.sum_to_size(bshape)
+
+
+def _kernels(numel: int, device_type: str):
+    """(forward, backward) for this call: compiled where it pays, eager otherwise."""
+    global _compile_failed
+    want = _backend == "compile" or (
+        _backend == "auto" and numel >= _AUTO_COMPILE_MIN_NUMEL and not _compile_failed
+    )
+    if not want:
+        return _rho_forward, _rho_backward
+    if "fwd" not in _compiled:
+        try:
+            _compiled["fwd"] = torch.compile(_rho_forward, dynamic=True, fullgraph=True)
+            _compiled["bwd"] = torch.compile(_rho_backward, dynamic=True, fullgraph=True)
+        except Exception as exc:  # torch.compile unavailable on this platform
+            _compile_failed = True
+            warnings.warn(f"torch.compile unavailable ({exc}); nested activation runs eagerly", stacklevel=3)
+            return _rho_forward, _rho_backward
+    return _compiled["fwd"], _compiled["bwd"]
+
+
+def _run(kind: int, fallback, *args):
+    """Run a compiled kernel; if compiling fails (no C++ compiler, no Triton) fall back for good."""
+    global _compile_failed
+    fwd, bwd = _kernels(args[0].numel(), args[0].device.type)
+    fn = (fwd, bwd)[kind]
+    if fn is fallback:
+        return fn(*args)
+    try:
+        return fn(*args)
+    except Exception as exc:
+        if _backend == "compile":
+            raise
+        _compile_failed = True
+        warnings.warn(f"compiled nested activation failed ({type(exc).__name__}: {exc}); running eagerly",
+                      stacklevel=3)
+        return fallback(*args)
+
+
+class _FusedRho(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, w1, b1, w2, b2):
+        ctx.save_for_backward(z, w1, b1, w2, b2)
+        return _run(0, _rho_forward, z, w1, b1, w2, b2)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, w1, b1, w2, b2 = ctx.saved_tensors
+        return _run(1, _rho_backward, g.contiguous(), z, w1, b1, w2, b2)
+
+
+# --------------------------------------------------------------------------- naive reference
+
+
+def nested_activation_naive(z: torch.Tensor, levels: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    """Reference nested activation that materialises the hidden units.
+
+    ``levels[0]`` holds (w1, b1, w2, b2) of the outermost subnetwork expanded to ``bshape + (3,)``
+    and ``bshape``; deeper entries are the subnetworks activating its hidden units.
+    """
+    w1, b1, w2, b2 = levels[0]
+    hidden = z.unsqueeze(-1) * w1 + b1  # (..., C, 3)
+    if len(levels) == 1:
+        act = torch.relu(hidden)
+    else:
+        # The inner subnetwork acts elementwise on the hidden units: add an axis for its own 3 units.
+        inner = [(a.unsqueeze(-2), b.unsqueeze(-2), c.unsqueeze(-2), d.unsqueeze(-1)) for a, b, c, d in levels[1:]]
+        act = nested_activation_naive(hidden, inner)
+    return (act * w2).sum(-1) + b2
+
+
+# --------------------------------------------------------------------------- module
+
+
+class NestedActivation(nn.Module):
+    """Elementwise trainable activation ϱ of NestNet, usable in any network (also via MONAI's ``Act``).
+
+    There are ``num_subnets`` (r) independent subnetworks.  Channel ``c`` of ``C`` uses subnetwork
+    ``c * r // C``: contiguous blocks of channels share one subnetwork, so the assignment holds for
+    any layer width (and a shared activation can serve layers of different widths).
+
+    Args:
+        height: 1 = ReLU, 2 = one width-3 subnetwork per neuron, s > 2 nests height s−1 subnetworks
+            inside (their parameters are shared by the three hidden units of the level above).
+        num_subnets: r, the number of distinct subnetworks per level.
+        channel_dim: axis of the input that indexes channels (``-1`` for MLP features, ``1`` for
+            MONAI's ``(B, C, ...)`` convolutional layout).  Only used when ``num_subnets > 1``.
+        init: ``"prescribed"`` (the paper's values, default) or ``"random"`` (N(0, 1) weights,
+            biases U(−0.5, 0.5), for ablations).
+        fused: use the fused kernels (default); ``False`` runs the naive reference.
+
+    Example::
+
+        act = NestedActivation(height=2, num_subnets=2)
+        y = act(torch.randn(8, 256))        # same shape as the input
+        x, curves = act.curve(-1.0, 1.0)    # curves: (2, 201), one per subnetwork
+    """
+
+    def __init__(
+        self,
+        height: int = 2,
+        num_subnets: int = 1,
+        channel_dim: int = -1,
+        init: str = "prescribed",
+        fused: bool = True,
+    ) -> None:
+        super().__init__()
+        self.height = check_positive_int("height", height)
+        self.num_subnets = check_positive_int("num_subnets", num_subnets)
+        if init not in ("prescribed", "random"):
+            raise ValueError(f"init must be 'prescribed' or 'random', got {init!r}")
+        self.channel_dim = channel_dim
+        self.init = init
+        self.fused = fused
+        self.inner: NestedActivation | None = None
+        if height == 1:
+            return
+        r = num_subnets
+        self.w1 = nn.Parameter(torch.empty(r, SUBNET_WIDTH))
+        self.b1 = nn.Parameter(torch.empty(r, SUBNET_WIDTH))
+        self.w2 = nn.Parameter(torch.empty(r, SUBNET_WIDTH))
+        self.b2 = nn.Parameter(torch.empty(r))
+        self.reset_parameters()
+        if height > 2:
+            self.inner = NestedActivation(height - 1, num_subnets, channel_dim, init, fused)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        if self.height == 1:
+            return
+        if self.init == "prescribed":
+            self.w1.copy_(torch.tensor(INIT_W1).expand_as(self.w1))
+            self.b1.copy_(torch.tensor(INIT_B1).expand_as(self.b1))
+            self.w2.copy_(torch.tensor(INIT_W2).expand_as(self.w2))
+            self.b2.fill_(INIT_B2)
+        else:
+            nn.init.normal_(self.w1)
+            nn.init.uniform_(self.b1, -0.5, 0.5)
+            nn.init.normal_(self.w2)
+            nn.init.zeros_(self.b2)
+
+    def extra_repr(self) -> str:
+        return f"height={self.height}, num_subnets={self.num_subnets}, fused={self.fused}"
+
+    def _expanded(self, z: torch.Tensor, channel_dim: int) -> tuple[torch.Tensor, ...]:
+        """This level's parameters broadcast against ``z`` along ``channel_dim``."""
+        if self.num_subnets == 1:
+            bshape: tuple[int, ...] = ()
+            w1, b1, w2, b2 = self.w1[0], self.b1[0], self.w2[0], self.b2[0]
+        else:
+            if z.ndim == 0:
+                raise ValueError("NestedActivation with num_subnets > 1 needs an input with a channel axis")
+            cdim = channel_dim % z.ndim
+            channels = z.shape[cdim]
+            if channels < self.num_subnets:
+                raise ValueError(
+                    f"NestedActivation: {channels} channels cannot be split among num_subnets={self.num_subnets}; "
+                    "use num_subnets <= the layer width"
+                )
+            idx = torch.arange(channels, device=z.device) * self.num_subnets // channels
+            bshape = (channels,) + (1,) * (z.ndim - cdim - 1)
+            w1, b1, w2, b2 = self.w1[idx], self.b1[idx], self.w2[idx], self.b2[idx]
+        shape3 = bshape + (SUBNET_WIDTH,)
+        cast = z.dtype
+        return (w1.to(cast).reshape(shape3), b1.to(cast).reshape(shape3),
+                w2.to(cast).reshape(shape3), b2.to(cast).reshape(bshape))
+
+    def _levels(self, z: torch.Tensor, channel_dim: int) -> list[tuple[torch.Tensor, ...]]:
+        levels, node = [], self
+        while node is not None and node.height > 1:
+            levels.append(node._expanded(z, channel_dim))
+            node = node.inner
+        return levels
+
+    def _forward_fused(self, z: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        w1, b1, w2, b2 = self._expanded(z, channel_dim)
+        if self.inner is None:
+            return _FusedRho.apply(z, w1, b1, w2, b2)
+        # Height > 2: the outer level is three affine maps feeding the (fused) inner activation.
+        out = b2
+        for k in range(SUBNET_WIDTH):
+            out = out + w2[..., k] * self.inner._forward_fused(z * w1[..., k] + b1[..., k], channel_dim)
+        return out
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self._activate(z, self.channel_dim)
+
+    def _activate(self, z: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        if self.height == 1:
+            return torch.relu(z)
+        if self.fused:
+            return self._forward_fused(z, channel_dim)
+        return nested_activation_naive(z, self._levels(z, channel_dim))
+
+    @torch.no_grad()
+    def curve(self, start: float = -1.0, stop: float = 1.0, num: int = 201) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample every subnetwork's learned curve: returns ``x`` of shape (num,) and ``y`` of (r, num)."""
+        x = torch.linspace(start, stop, num, device=self._device())
+        z = x.expand(self.num_subnets, num).T.contiguous()  # (num, r): channel i -> subnetwork i
+        return x.cpu(), self._activate(z, -1).T.cpu()
+
+    def _device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
