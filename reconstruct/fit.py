@@ -171,6 +171,7 @@ def fit(
         ref = ref.astype(np.float32)
         if not np.isfinite(ref).all():
             raise ValueError("reference contains NaN or Inf values")
+        ref_device = torch.from_numpy(ref).to(dev)
     eval_every = eval_every or max(1, steps // 20)
 
     gen = torch.Generator().manual_seed(seed)
@@ -215,9 +216,11 @@ def fit(
         output_now: np.ndarray | None = None
         if ref is not None and names:
             if f is not None and not is_eval and "psnr" in names:
-                # Cheap per-step PSNR from the field this step already computed.
-                current = _to_layout(operator.output_transform(f.detach()), operator.channels)
-                metrics = compute_metrics(("psnr",), current, ref, data_range)
+                # Cheap per-step PSNR from the field this step already computed, on its device.
+                current = operator.output_transform(f.detach())
+                if operator.channels == 1:
+                    current = current[..., 0]
+                metrics = {"psnr": _metrics.psnr(current, ref_device, data_range)}
             elif is_eval:
                 output_now = render_output()
                 metrics = compute_metrics(names, output_now, ref, data_range)
