@@ -1,0 +1,470 @@
+"""Physics-informed solve of the 1-D convection equation with any coordinate network.
+
+Problem: ``u_t + β u_x = 0`` for ``x ∈ [0, 2π]``, ``t ∈ [0, 1]``, ``u(x, 0) = sin x``, periodic in
+``x``; exact solution ``u = sin(x − βt)``.  The network is fitted by THE loop
+(:func:`reconstruct.fit.fit`) through :class:`ConvectionOperator`, whose training loss is the PDE
+residual (derivatives by autograd with respect to the input coordinates) plus the initial-condition
+and periodic-boundary misfits on collocation points.
+
+Why the network does not see ``(x, t)`` directly (measured here, see ``DESIGN.md``): per-axis
+("separable") encodings of ``x`` and ``t`` stall near relative L2 0.1, and an encoding that is not
+2π-periodic in ``x`` leaves the boundary condition to the loss.  :class:`SpaceTimeNet` therefore
+wraps *any* registry network behind the same input map, so every model gets the same, fair input:
+
+* ``"joint"`` (default) — joint space–time Fourier features ``cos/sin(k x + ω_m t)`` with integer
+  ``k`` (exactly 2π-periodic, so the boundary condition holds by construction) and ``ω_m = m π``;
+* ``"periodic"`` — the cylinder ``(cos x, sin x, t)``: periodic, but separable;
+* ``"raw"`` — ``(x, t)`` scaled to [−1, 1]: neither (the periodic-boundary loss does the work).
+
+The features already carry the frequencies the solution needs, so each network's own input
+frequency (NestNet's 32-frequency Fourier bank, SIREN's ω₀ = 30, ...) would only add derivatives
+the residual has to fight: :data:`PINN_MODEL_DEFAULTS` lowers those settings per model (merged under
+the caller's ``model_kwargs``), in the same spirit as the per-model learning rates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .fit import FitResult, StepInfo, fit
+from .operators import Operator
+
+__all__ = [
+    "solve_convection",
+    "exact_convection",
+    "ConvectionOperator",
+    "SpaceTimeNet",
+    "SpaceTimeFeatures",
+    "build_model",
+    "FEATURE_KINDS",
+    "PINN_MODEL_DEFAULTS",
+    "PINN_LEARNING_RATES",
+    "DEFAULT_STEPS",
+    "X_RANGE",
+    "T_RANGE",
+]
+
+TWO_PI = 2.0 * math.pi
+#: The physical domain: ``x ∈ [0, 2π]`` (periodic), ``t ∈ [0, 1]``.
+X_RANGE = (0.0, TWO_PI)
+T_RANGE = (0.0, 1.0)
+#: Input maps of :class:`SpaceTimeFeatures`.
+FEATURE_KINDS = ("joint", "periodic", "raw")
+#: Default optimisation steps of :func:`solve_convection`.
+DEFAULT_STEPS = 1000
+
+#: Per-model constructor settings for the PINN, merged under ``model_kwargs``.  The joint features
+#: already oscillate at the solution's frequencies; each network's own input frequency is lowered
+#: so the residual's derivatives do not drown the initial condition (at its image-fitting defaults
+#: NestNet, WIRE, Gauss, MFN, FFN and ReLU+PE all collapsed to the trivial solution u = 0,
+#: rel. L2 ≈ 1).  Each entry is the best of a small grid at β = 5, 300 steps (H100 sweep; see
+#: ``solve_convection``'s notes): rel. L2 NestNet 0.012, SIREN 0.004, FINER 0.017, WIRE 0.040,
+#: Gauss 0.067, MFN 0.008; FFN (σ = 0.02) 0.017 and ReLU+PE 0.043 at width 64 on the CPU.  FFN's σ
+#: is small because its random projection sums all 44 features (a norm of about √22).
+PINN_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "nestnet": {"num_frequencies": 2},
+    "siren": {"omega_0": 1.0, "hidden_omega_0": 1.0},
+    "finer": {"omega_0": 10.0},
+    "wire": {"omega_0": 1.0, "sigma_0": 1.0},
+    "gauss": {"scale": 1.0},
+    "mfn": {"input_scale": 8.0},
+    "ffn": {"sigma": 0.02},
+    "relu_pe": {"num_frequencies": 1},
+}
+
+#: Per-model PINN learning rates where the network's ``recommended_lr`` is too slow here
+#: (ReLU+PE: rel. L2 0.29 at 1e-3, 0.067 at 5e-3, 0.043 at 1e-2 after 300 steps).
+PINN_LEARNING_RATES: dict[str, float] = {"relu_pe": 1e-2}
+
+
+def exact_convection(beta: float, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Exact solution ``sin(x − βt)`` on the grid ``x`` × ``t``; returns ``(len(x), len(t))`` float32."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    return np.sin(x[:, None] - float(beta) * t[None, :]).astype(np.float32)
+
+
+def _to_physical(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network coordinates in [−1, 1]² (array order x, t) → physical ``(x, t)``."""
+    x = (coords[..., 0] + 1.0) * (0.5 * (X_RANGE[1] - X_RANGE[0])) + X_RANGE[0]
+    t = (coords[..., 1] + 1.0) * (0.5 * (T_RANGE[1] - T_RANGE[0])) + T_RANGE[0]
+    return x, t
+
+
+def _to_network(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Physical ``(x, t)`` → network coordinates in [−1, 1]², stacked on the last axis."""
+    xn = 2.0 * (x - X_RANGE[0]) / (X_RANGE[1] - X_RANGE[0]) - 1.0
+    tn = 2.0 * (t - T_RANGE[0]) / (T_RANGE[1] - T_RANGE[0]) - 1.0
+    return torch.stack([xn, tn], dim=-1)
+
+
+class SpaceTimeFeatures(nn.Module):
+    """Input map of the PINN: physical ``(x, t)`` → features in [−1, 1] fed to the wrapped network.
+
+    Args:
+        kind: ``"joint"``, ``"periodic"`` or ``"raw"`` (see the module docstring).
+        x_frequencies: K, the largest integer spatial frequency of the joint features (k = 0..K).
+        t_frequencies: M, temporal frequencies ``ω_m = m π``, m = −M..M, of the joint features.
+            ``π`` spacing gives period 2 in t, so t = 0 and t = 1 are not tied together.
+
+    The joint features are ``cos/sin(k x + ω_m t)`` for k = 1..K, m = −M..M, plus the purely temporal
+    ``cos/sin(ω_m t)`` for m = 1..M: ``2 (K (2M + 1) + M)`` features.
+    """
+
+    def __init__(self, kind: str = "joint", x_frequencies: int = 2, t_frequencies: int = 4) -> None:
+        super().__init__()
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"features must be one of {FEATURE_KINDS}, got {kind!r}")
+        for name, value, low in (("x_frequencies", x_frequencies, 1), ("t_frequencies", t_frequencies, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.kind = kind
+        self.x_frequencies = x_frequencies
+        self.t_frequencies = t_frequencies
+        k = torch.arange(0, x_frequencies + 1, dtype=torch.float32)
+        m = torch.arange(-t_frequencies, t_frequencies + 1, dtype=torch.float32)
+        kk, mm = torch.meshgrid(k, m, indexing="ij")
+        # k = 0 with m <= 0 repeats (or is constant): keep each temporal mode once.
+        keep = ~((kk == 0) & (mm <= 0))
+        self.register_buffer("k", kk[keep].contiguous(), persistent=False)
+        self.register_buffer("omega", (math.pi * mm[keep]).contiguous(), persistent=False)
+        self.out_features = {"joint": 2 * int(keep.sum()), "periodic": 3, "raw": 2}[kind]
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, x_frequencies={self.x_frequencies}, t_frequencies={self.t_frequencies}"
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        tn = 2.0 * (t - T_RANGE[0]) / (T_RANGE[1] - T_RANGE[0]) - 1.0
+        if self.kind == "raw":
+            return torch.stack([2.0 * (x - X_RANGE[0]) / (X_RANGE[1] - X_RANGE[0]) - 1.0, tn], dim=-1)
+        if self.kind == "periodic":
+            return torch.stack([torch.cos(x), torch.sin(x), tn], dim=-1)
+        phase = x.unsqueeze(-1) * self.k.to(x.dtype) + t.unsqueeze(-1) * self.omega.to(x.dtype)
+        return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
+
+
+class SpaceTimeNet(nn.Module):
+    """Any coordinate network behind the PINN's input map.
+
+    Takes network coordinates ``(..., 2)`` in [−1, 1] (axis 0 = x, axis 1 = t, as
+    :func:`reconstruct.grid.make_grid` lays out the ``(nx, nt)`` grid), maps them to physical
+    ``(x, t)`` and then to :class:`SpaceTimeFeatures`, and returns the wrapped network's
+    ``(..., 1)`` output.  ``recommended_lr`` and ``num_real_parameters`` pass through.
+
+    Args:
+        network: the wrapped network; its ``spatial_dims`` must equal ``features.out_features``.
+        features: the input map.
+        network_kwargs: the constructor arguments ``network`` was built with (kept for records).
+    """
+
+    spatial_dims = 2
+    out_channels = 1
+
+    def __init__(
+        self, network: nn.Module, features: SpaceTimeFeatures, network_kwargs: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        dims = getattr(network, "spatial_dims", features.out_features)
+        if dims != features.out_features:
+            raise ValueError(
+                f"network takes {dims} input coordinates but the {features.kind!r} features have "
+                f"{features.out_features}; build it with spatial_dims={features.out_features}"
+            )
+        self.network = network
+        self.features = features
+        self.network_kwargs = dict(network_kwargs or {})
+
+    @property
+    def recommended_lr(self) -> float:
+        return float(getattr(self.network, "recommended_lr", 1e-3))
+
+    def num_real_parameters(self) -> int:
+        return sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters() if p.requires_grad)
+
+    def physical(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``u(x, t)`` at physical coordinates (any matching shapes); returns that shape."""
+        return self.network(self.features(x, t))[..., 0]
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        x, t = _to_physical(coords)
+        return self.network(self.features(x, t))
+
+
+class ConvectionOperator(Operator):
+    """The PINN's "operator": its training loss is the physics, not a data misfit.
+
+    ``training_loss`` ignores the grid and the measurement (it only takes the device from it) and
+    returns ``w_r · mean(r²) + w_ic · mean((u(x, 0) − sin x)²) + w_bc · mean((u(0, t) − u(2π, t))²)``
+    with ``r = u_t + β u_x`` from autograd.  Collocation points are drawn afresh every step,
+    uniformly over the domain, from a generator seeded with ``seed`` on the CPU (so a run is the same
+    on any device); fresh points keep the network from satisfying the PDE only at a fixed set.  With
+    the joint or periodic features the boundary term is zero by construction (kept for ``"raw"``).
+
+    Args:
+        beta: transport speed β (any finite number; negative moves left).
+        nx, nt: output grid ``(nx, nt)`` over ``[0, 2π] × [0, 1]``, end points included.
+        n_collocation: residual points per step.
+        n_initial: initial-condition points per step.
+        n_boundary: boundary time points per step.
+        weights: ``(residual, initial, boundary)`` loss weights.
+        seed: seed of the collocation sampling.
+    """
+
+    pointwise = False
+    metric_names = ("rel_l2",)
+
+    def __init__(
+        self,
+        beta: float,
+        nx: int = 256,
+        nt: int = 100,
+        *,
+        n_collocation: int = 1024,
+        n_initial: int = 256,
+        n_boundary: int = 128,
+        weights: Sequence[float] = (1.0, 10.0, 1.0),
+        seed: int = 0,
+    ) -> None:
+        super().__init__((nx, nt), 1)
+        self.beta = _check_beta(beta)
+        self.n_collocation = _check_count("n_collocation", n_collocation)
+        self.n_initial = _check_count("n_initial", n_initial)
+        self.n_boundary = _check_count("n_boundary", n_boundary)
+        w = tuple(float(v) for v in weights)
+        if len(w) != 3 or not all(math.isfinite(v) and v >= 0 for v in w):
+            raise ValueError(
+                f"weights must be three non-negative numbers (residual, initial, boundary), got {weights!r}"
+            )
+        self.weights = w
+        self.generator = torch.Generator().manual_seed(int(seed))
+        #: The three unweighted loss terms of the last step (floats), for diagnostics.
+        self.last_terms: dict[str, float] = {}
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f
+
+    def _uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
+        return (torch.rand(n, generator=self.generator) * (high - low) + low).to(device)
+
+    def residual(self, model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """PDE residual ``u_t + β u_x`` at physical points (differentiable w.r.t. the model)."""
+        x = x.detach().requires_grad_(True)
+        t = t.detach().requires_grad_(True)
+        u = model(_to_network(x, t))[..., 0]
+        u_x, u_t = torch.autograd.grad(u.sum(), (x, t), create_graph=True)
+        return u_t + self.beta * u_x
+
+    def training_loss(
+        self,
+        model: nn.Module,
+        measurement: torch.Tensor,
+        coords: torch.Tensor | None,
+        batch_index: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, None]:
+        dev = measurement.device
+        x_r = self._uniform(self.n_collocation, *X_RANGE, dev)
+        t_r = self._uniform(self.n_collocation, *T_RANGE, dev)
+        res = self.residual(model, x_r, t_r).square().mean()
+        x_0 = self._uniform(self.n_initial, *X_RANGE, dev)
+        u_0 = model(_to_network(x_0, torch.full_like(x_0, T_RANGE[0])))[..., 0]
+        ic = (u_0 - torch.sin(x_0)).square().mean()
+        t_b = self._uniform(self.n_boundary, *T_RANGE, dev)
+        u_left = model(_to_network(torch.full_like(t_b, X_RANGE[0]), t_b))[..., 0]
+        u_right = model(_to_network(torch.full_like(t_b, X_RANGE[1]), t_b))[..., 0]
+        bc = (u_left - u_right).square().mean()
+        w_r, w_ic, w_bc = self.weights
+        self.last_terms = {
+            "residual": float(res.detach()), "initial": float(ic.detach()), "boundary": float(bc.detach())
+        }
+        return w_r * res + w_ic * ic + w_bc * bc, None
+
+
+def _check_beta(beta: object) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
+        raise TypeError(f"beta must be a real number (the transport speed), got {type(beta).__name__}")
+    value = float(beta)
+    if not math.isfinite(value):
+        raise ValueError(f"beta must be a finite number, got {beta!r}")
+    return value
+
+
+def _check_count(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _default_lr(model: str) -> float | None:
+    """:data:`PINN_LEARNING_RATES`, else the tasks module's per-model PINN rate if it offers one.
+
+    Imported lazily: tasks imports this module.
+    """
+    key = model.strip().lower().replace("-", "_")
+    if key in PINN_LEARNING_RATES:
+        return PINN_LEARNING_RATES[key]
+    try:
+        from .tasks import default_lr
+    except ImportError:
+        return None
+    try:
+        return float(default_lr(model, "solve_convection"))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def build_model(
+    model: str,
+    model_kwargs: Mapping[str, Any] | None,
+    features: SpaceTimeFeatures,
+    seed: int,
+) -> SpaceTimeNet:
+    """A registry network behind ``features``, initialised from ``seed`` (global RNG untouched)."""
+    from monai_nets import get_network, network_class
+
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a registry name (str), got {type(model).__name__}")
+    network_class(model)  # one clear error for an unknown name
+    key = model.strip().lower().replace("-", "_")
+    kwargs = dict(PINN_MODEL_DEFAULTS.get(key, {}))
+    if model_kwargs is not None:
+        if not isinstance(model_kwargs, Mapping):
+            kind = type(model_kwargs).__name__
+            raise TypeError(f"model_kwargs must be a dict of constructor arguments, got {kind}")
+        kwargs.update(model_kwargs)
+    for reserved in ("spatial_dims", "out_channels"):
+        if reserved in kwargs:
+            raise ValueError(f"model_kwargs must not set {reserved!r}; the PINN's input features fix it")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = get_network(key, spatial_dims=features.out_features, out_channels=1, **kwargs)
+    return SpaceTimeNet(network, features, kwargs)
+
+
+def solve_convection(
+    beta: float,
+    *,
+    model: str = "nestnet",
+    model_kwargs: Mapping[str, Any] | None = None,
+    nx: int = 256,
+    nt: int = 100,
+    steps: int | None = DEFAULT_STEPS,
+    lr: float | None = None,
+    lr_decay: float = 0.1,
+    n_collocation: int = 1024,
+    n_initial: int = 256,
+    n_boundary: int = 128,
+    loss_weights: Sequence[float] = (1.0, 10.0, 1.0),
+    features: str = "joint",
+    x_frequencies: int = 2,
+    t_frequencies: int | None = None,
+    device: str | torch.device | None = "auto",
+    seed: int = 0,
+    on_step: Callable[[StepInfo], bool | None] | None = None,
+    reference: np.ndarray | torch.Tensor | None = None,
+    time_budget_s: float | None = None,
+    preview_every: int | None = None,
+) -> FitResult:
+    """Solve ``u_t + β u_x = 0`` on ``[0, 2π] × [0, 1]`` with ``u(x, 0) = sin x``, periodic in x, by a PINN.
+
+    Args:
+        beta: transport speed β (finite; 5 is easy, 30 is the hard case of the literature).
+        model: registry name of the network (:func:`monai_nets.available_networks`).
+        model_kwargs: constructor arguments, merged over :data:`PINN_MODEL_DEFAULTS`.
+        nx, nt: output grid: ``nx`` points over ``[0, 2π]`` and ``nt`` over ``[0, 1]``, ends included.
+        steps: Adam steps (one fresh collocation draw each; ``None``: :data:`DEFAULT_STEPS`).
+        lr: learning rate (default: :data:`PINN_LEARNING_RATES`, else the tasks module's per-model
+            rate, else the model's ``recommended_lr``).
+        lr_decay: factor the learning rate reaches at the last step.
+        n_collocation, n_initial, n_boundary: residual, initial-condition and boundary points per step.
+        loss_weights: ``(residual, initial, boundary)`` weights.
+        features: the input map, ``"joint"`` (default), ``"periodic"`` or ``"raw"``
+            (see :class:`SpaceTimeFeatures`).
+        x_frequencies: K of the joint features.
+        t_frequencies: M of the joint features; default ``max(4, ceil(|β| / π) + 2)`` so the
+            temporal modes reach the transport frequency β (the PDE's known coefficient, not the
+            solution).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        seed: seeds the network's initialisation and the collocation draws.
+        on_step: progress callback (see :func:`reconstruct.fit.fit`); return False to cancel.
+        reference: ``(nx, nt)`` solution the metrics compare against (default: the exact one).
+        time_budget_s: stop after this many seconds.
+        preview_every: steps between renderings handed to ``on_step``.
+
+    Returns:
+        :class:`~reconstruct.fit.FitResult` with ``output`` u on the ``(nx, nt)`` grid (float32),
+        ``metrics["rel_l2"]`` against ``reference``, and ``extras``: ``"exact"`` (nx, nt), ``"x"``
+        (nx,), ``"t"`` (nt,), ``"error"`` ``|u − exact|``, ``"beta"``, ``"features"``,
+        ``"loss_terms"`` (the last step's unweighted residual/initial/boundary terms),
+        ``"parameters"`` (the exact settings, JSON-able).
+
+    Measured (β = 5, 300 steps, 1,024 collocation points, 64 × 32 grid, H100): NestNet 0.012,
+    SIREN 0.004, MFN 0.008, FINER 0.017, WIRE 0.040, Gauss 0.067 with :data:`PINN_MODEL_DEFAULTS`;
+    NestNet at β = 20 and β = 30 reached 0.072 and 0.075 after 1,000 steps (1,024 points).
+
+    Example::
+
+        result = solve_convection(5.0, steps=300, nx=64, nt=32)
+        result.metrics["rel_l2"]   # about 0.03
+    """
+    beta = _check_beta(beta)
+    if steps is None:
+        steps = DEFAULT_STEPS
+    nx = _check_count("nx", nx, 2)
+    nt = _check_count("nt", nt, 2)
+    if t_frequencies is None:
+        t_frequencies = max(4, math.ceil(abs(beta) / math.pi) + 2)
+    feats = SpaceTimeFeatures(features, x_frequencies, t_frequencies)
+    operator = ConvectionOperator(
+        beta, nx, nt, n_collocation=n_collocation, n_initial=n_initial, n_boundary=n_boundary,
+        weights=loss_weights, seed=seed,
+    )
+    x = np.linspace(*X_RANGE, nx, dtype=np.float64)
+    t = np.linspace(*T_RANGE, nt, dtype=np.float64)
+    exact = exact_convection(beta, x, t)
+    if reference is None:
+        ref = exact
+    else:
+        ref = np.asarray(reference.detach().cpu() if isinstance(reference, torch.Tensor) else reference)
+        if ref.shape != (nx, nt):
+            raise ValueError(f"reference must have the grid's shape (nx, nt) = {(nx, nt)}, got {ref.shape}")
+    net = build_model(model, model_kwargs, feats, seed)
+    if lr is None:
+        lr = _default_lr(model)
+        if lr is None:
+            lr = net.recommended_lr
+    # fit wants a finite measurement; the initial condition on the x grid serves (only its device is used).
+    measurement = torch.from_numpy(np.sin(x).astype(np.float32)[:, None])
+    result = fit(
+        net, operator, measurement, steps=steps, lr=lr, lr_decay=lr_decay, seed=seed, device=device,
+        on_step=on_step, time_budget_s=time_budget_s, reference=ref, preview_every=preview_every,
+    )
+    result.extras.update(
+        exact=exact,
+        x=x.astype(np.float32),
+        t=t.astype(np.float32),
+        error=np.abs(result.output - exact).astype(np.float32),
+        beta=beta,
+        features=feats.kind,
+        loss_terms=dict(operator.last_terms),
+    )
+    result.extras["parameters"] = {
+        "task": "solve_convection", "model": model, "model_kwargs": _jsonable(net.network_kwargs),
+        "steps": steps, "lr": float(lr), "lr_decay": lr_decay, "device": result.device, "seed": seed,
+        "time_budget_s": time_budget_s, "beta": beta, "nx": nx, "nt": nt, "n_collocation": n_collocation,
+        "n_initial": n_initial, "n_boundary": n_boundary, "loss_weights": list(operator.weights),
+        "features": feats.kind, "x_frequencies": feats.x_frequencies, "t_frequencies": feats.t_frequencies,
+    }
+    return result
+
+
+def _jsonable(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments with tuples as lists (JSON round-trips them unchanged)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
