@@ -182,7 +182,8 @@ class WarpDownsample(Operator):
         self.register_buffer("sample_grid", grid)
         ones = torch.ones(len(rot_t), 1, h, w)
         valid = F.grid_sample(ones, grid, align_corners=True, padding_mode="zeros")
-        mask = _pool(valid.permute(0, 2, 3, 1), factor) > 0.999
+        # Frames are a batch axis: pool each (C, H, W) frame on its own.
+        mask = F.avg_pool2d(valid, factor).permute(0, 2, 3, 1) > 0.999
         self.register_buffer("mask", mask.expand(-1, -1, -1, channels).contiguous())
 
     @property
@@ -193,7 +194,7 @@ class WarpDownsample(Operator):
         k = self.num_frames
         x = f.permute(2, 0, 1).unsqueeze(0).expand(k, -1, -1, -1)  # (K, C, H, W)
         warped = F.grid_sample(x, self.sample_grid.to(f.dtype), align_corners=True, padding_mode="zeros")
-        return _pool(warped.permute(0, 2, 3, 1), self.factor)  # (K, h, w, C)
+        return F.avg_pool2d(warped, self.factor).permute(0, 2, 3, 1)  # (K, h, w, C)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         m = self.mask
