@@ -1,0 +1,402 @@
+"""Batch runner: inputs, parameters, resume, fault isolation, and the Dask paths with real processes."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reconstruct.batch import (
+    SUMMARY_NAME,
+    BatchItem,
+    BatchSummary,
+    ItemResult,
+    add_batch_parser,
+    collect_items,
+    param_hash,
+    parse_angles,
+    run_batch,
+    write_phantom_sinograms,
+)
+from reconstruct.io import read_image, write_image
+from reconstruct.metrics import psnr
+
+# tiny fits: 32 x 32 phantoms and a small network, about a second per item on one core (22.9-25.5 dB)
+FAST = {"steps": 100, "model_kwargs": {"hidden_channels": [64, 64]}, "device": "cpu"}
+PIXEL = 0.7
+PSNR_BAR = 20.0  # dB against the phantom: a clear reconstruction, far above a wrong, transposed or empty one
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread here, as on the batch workers: the 2 shared cores are oversubscribed otherwise."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _corrupt(path: Path) -> Path:
+    path.write_bytes(b"\x5c\x01\x00\x00 this is not an image" + bytes(range(256)) * 4)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ct_data(tmp_path_factory) -> Path:
+    """Four 32 x 32 phantom sinograms (45 angles, detector bins 0.7 wide), their phantoms and a manifest."""
+    folder = tmp_path_factory.mktemp("ct_data")
+    write_phantom_sinograms(folder, count=4, size=32, n_angles=45, pixel_size=PIXEL, seed=1)
+    return folder
+
+
+def _check_ct_output(out: Path, name: str, reference: Path) -> float:
+    arr, meta = read_image(out / f"{name}.nii.gz")
+    ref, _ = read_image(reference)
+    assert arr.shape == ref.shape
+    assert meta.spacing == pytest.approx((PIXEL, PIXEL), rel=1e-5)
+    value = psnr(arr, ref, data_range=1.0)
+    assert value > PSNR_BAR, f"{name}: PSNR {value:.1f} dB"
+    return value
+
+
+def _manifest(folder: Path, rows: list[tuple[str, str, str]], name: str = "run.csv") -> Path:
+    text = "path,angles,reference\n" + "".join(f"{p},{a},{r}\n" for p, a, r in rows)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs and parameters (no fitting)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_parse_angles_forms(tmp_path):
+    np.testing.assert_allclose(parse_angles("0:180:4"), [0.0, 45.0, 90.0, 135.0])
+    (tmp_path / "a.txt").write_text("0, 10\n20 30\n")
+    np.testing.assert_allclose(parse_angles("a.txt", base_dir=tmp_path), [0, 10, 20, 30])
+    np.save(tmp_path / "b.npy", np.array([1.0, 2.0]))
+    np.testing.assert_allclose(parse_angles(tmp_path / "b.npy"), [1.0, 2.0])
+    np.testing.assert_allclose(parse_angles([5, 6]), [5.0, 6.0])
+    assert parse_angles(None) is None
+    for bad in ("0:180:x", "0:180:0", "nope.txt"):
+        with pytest.raises(ValueError, match="angles"):
+            parse_angles(bad)
+    with pytest.raises(ValueError, match="finite"):
+        parse_angles([0.0, float("nan")])
+
+
+def test_collect_folders_globs_manifest(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write_image(tmp_path / sub / "scan.nii.gz", np.zeros((4, 4), np.float32))
+    write_image(tmp_path / "a" / "other.mha", np.zeros((4, 4), np.float32))
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / ".scan.tmp-x.nii.gz").write_bytes(b"half")  # a temporary file: never an item
+
+    items = collect_items([tmp_path / "a"])
+    assert [Path(i.path).name for i in items] == ["other.mha", "scan.nii.gz"]
+    assert [i.name for i in items] == ["other", "scan"]
+
+    # same stem in two folders: names from the path below the common folder
+    items = collect_items([str(tmp_path / "*" / "scan.nii.gz")])
+    assert sorted(i.name for i in items) == ["a__scan", "b__scan"]
+
+    # recursive pattern; the output folder is never read back as input
+    out = tmp_path / "out"
+    write_image(out / "scan.nii.gz", np.zeros((4, 4), np.float32))
+    items = collect_items([str(tmp_path / "**" / "*.nii.gz")], exclude=out)
+    assert all(not Path(i.path).is_relative_to(out) for i in items) and len(items) == 2
+
+    # a manifest: paths relative to it, per-item options, a file listed twice kept once
+    (tmp_path / "angles.txt").write_text("0 90\n")
+    manifest = _manifest(tmp_path, [("a/scan.nii.gz", "angles.txt", ""), ("a/other.mha", "0:180:9", "b/scan.nii.gz")])
+    items = collect_items([manifest, tmp_path / "a" / "scan.nii.gz"])
+    assert len(items) == 2
+    assert items[0].angles == str(tmp_path / "angles.txt") and items[0].reference is None
+    assert items[1].angles == "0:180:9" and items[1].reference == str(tmp_path / "b" / "scan.nii.gz")
+
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        collect_items([tmp_path / "missing.nii.gz"])
+    with pytest.raises(ValueError, match="matched no image files"):
+        collect_items([str(tmp_path / "*.nrrd")])
+    (tmp_path / "bad.csv").write_text("file,angles\nx.nii.gz,0:1:1\n")
+    with pytest.raises(ValueError, match="no 'path' column"):
+        collect_items([tmp_path / "bad.csv"])
+
+
+def test_bad_run_arguments_fail_before_anything_runs(tmp_path, ct_data):
+    with pytest.raises(ValueError, match="unknown batch task"):
+        run_batch("segment", [ct_data / "sino_000.nii.gz"], tmp_path / "o1")
+    with pytest.raises(ValueError, match="unknown parameters.*scale"):
+        run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o2", params={"scale": 2})
+    with pytest.raises(ValueError, match="unknown model"):
+        run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o3", params={"model": "resnet"})
+    with pytest.raises(ValueError, match="steps"):
+        run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o4", params={"steps": 0})
+    with pytest.raises(ValueError, match="inside the input"):
+        run_batch("ct", [ct_data], ct_data / "recon")
+    with pytest.raises(ValueError, match="scheduler"):
+        run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o5", scheduler="threads")
+    # an output that would replace its own input
+    with pytest.raises(ValueError, match="overwrite an input"):
+        run_batch("ct", [ct_data / "sino_000.nii.gz"], ct_data, params=FAST, scheduler="sequential")
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+
+
+def test_param_hash_tracks_parameters_and_input(tmp_path):
+    path = tmp_path / "x.nii.gz"
+    write_image(path, np.zeros((4, 4), np.float32))
+    item = BatchItem(str(path), "x")
+    base = param_hash("ct", {"steps": 10, "device": "cpu"}, item)
+    assert base == param_hash("ct", {"steps": 10, "device": "cuda"}, item)  # where it runs does not matter
+    assert base != param_hash("ct", {"steps": 11, "device": "cpu"}, item)
+    assert base != param_hash("ct", {"steps": 10}, BatchItem(str(path), "x", angles="0:180:4"))
+    os.utime(path, ns=(1, 1))  # the input changed
+    assert base != param_hash("ct", {"steps": 10, "device": "cpu"}, item)
+
+
+def test_exit_code_counts_failures_capped():
+    def summary(n_failed: int) -> BatchSummary:
+        items = [ItemResult(f"i{k}", "x", "failed") for k in range(n_failed)] + [ItemResult("ok", "y", "ok")]
+        return BatchSummary("ct", Path("."), Path("s.csv"), items, 1.0, "sequential")
+
+    assert summary(0).exit_code == 0
+    assert summary(3).exit_code == 3
+    assert summary(300).exit_code == 125
+
+
+def test_cli_parser_and_usage_errors(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="nestnet")
+    sub = parser.add_subparsers(dest="command")
+    batch_parser = add_batch_parser(sub)
+    assert isinstance(batch_parser, argparse.ArgumentParser)
+    args = parser.parse_args(["batch", "ct", "a.nii.gz", "b/", "--out", "o", "--angles", "0:180:45", "--steps", "7",
+                              "--scheduler", "sequential", "--model-kwargs", '{"hidden_channels": [8, 8]}'])
+    assert args.func.__name__ == "run_batch_command"
+    assert args.inputs == ["a.nii.gz", "b/"] and args.steps == 7 and args.model_kwargs == {"hidden_channels": [8, 8]}
+    with pytest.raises(SystemExit) as exc:  # a usage error is not "2 items failed"
+        parser.parse_args(["batch", "ct", "a.nii.gz"])
+    assert exc.value.code == 126
+    # an option of another task, and a missing input: the run cannot start
+    args = parser.parse_args(["batch", "denoise", str(tmp_path), "--out", str(tmp_path / "o"), "--angles", "0:1:1"])
+    assert args.func(args) == 126
+    args = parser.parse_args(["batch", "ct", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "o")])
+    assert args.func(args) == 126
+    assert "no such file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# sequential runs: outputs, records, summary, faults, resume
+# ------------------------------------------------------------------------------------------------
+
+
+def test_sequential_run_resume_and_faults(tmp_path, ct_data):
+    # one item acquired over other angles, given per item in the manifest (an angles file)
+    phantom, _ = read_image(ct_data / "phantom_002.nii.gz")
+    from skimage.transform import radon
+
+    theta = np.linspace(0.0, 160.0, 30)
+    np.savetxt(tmp_path / "item_angles.txt", theta)
+    write_image(tmp_path / "odd.nii.gz", radon(phantom, theta=theta, circle=True).astype(np.float32),
+                read_image(ct_data / "sino_002.nii.gz")[1])
+    _corrupt(tmp_path / "broken.nii.gz")
+    manifest = _manifest(tmp_path, [
+        (str(ct_data / "sino_000.nii.gz"), "0:180:45", str(ct_data / "phantom_000.nii.gz")),
+        ("odd.nii.gz", "item_angles.txt", str(ct_data / "phantom_002.nii.gz")),
+        ("broken.nii.gz", "", ""),
+    ])
+    out = tmp_path / "out"
+    summary = run_batch("ct", [manifest], out, params=FAST, scheduler="sequential", progress=False)
+
+    assert [r.status for r in summary.items] == ["ok", "ok", "failed"]
+    assert summary.exit_code == 1
+    _check_ct_output(out, "sino_000", ct_data / "phantom_000.nii.gz")
+    _check_ct_output(out, "odd", ct_data / "phantom_002.nii.gz")
+    broken = summary.items[2]
+    assert "broken.nii.gz" in broken.reason and "\n" not in broken.reason
+    assert not (out / "broken.nii.gz").exists()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+    record = json.loads((out / "sino_000.json").read_text())
+    assert record["status"] == "ok" and record["task"] == "ct"
+    assert record["parameters"]["steps"] == FAST["steps"] and record["parameters"]["angles"] == "0:180:45"
+    assert set(record["versions"]) >= {"torch", "monai", "napari-nestnet"}
+    assert record["metrics"]["psnr"] > PSNR_BAR and record["seconds"] > 0
+    assert record["input"]["path"] == str(ct_data / "sino_000.nii.gz")
+    odd = json.loads((out / "odd.json").read_text())
+    assert odd["parameters"]["angles"] == str(tmp_path / "item_angles.txt")
+    failed = json.loads((out / "broken.json").read_text())
+    assert failed["status"] == "failed" and failed["reason"] == broken.reason
+
+    with open(out / SUMMARY_NAME, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["name"] for r in rows] == ["sino_000", "odd", "broken"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
+    assert float(rows[0]["psnr"]) == pytest.approx(record["metrics"]["psnr"], rel=1e-4)
+
+    # resume: nothing recomputed, nothing rewritten; the failed item is tried again
+    stamp = (out / "sino_000.nii.gz").stat().st_mtime_ns
+    again = run_batch("ct", [manifest], out, params=FAST, scheduler="sequential", progress=False)
+    assert [r.status for r in again.items] == ["skipped", "skipped", "failed"]
+    assert (out / "sino_000.nii.gz").stat().st_mtime_ns == stamp
+    assert again.items[0].metrics["psnr"] == pytest.approx(record["metrics"]["psnr"])
+
+    # a changed parameter recomputes
+    changed = run_batch("ct", [manifest], out, params={**FAST, "steps": FAST["steps"] + 1},
+                        scheduler="sequential", progress=False)
+    assert [r.status for r in changed.items] == ["ok", "ok", "failed"]
+    assert json.loads((out / "sino_000.json").read_text())["parameters"]["steps"] == FAST["steps"] + 1
+
+
+def test_bad_item_contents_are_isolated(tmp_path, ct_data):
+    """Readable files that are not valid items: wrong rank, wrong angle count, a bad per-item angles spec."""
+    write_image(tmp_path / "volume.nii.gz", np.zeros((3, 8, 8), np.float32))
+    manifest = _manifest(tmp_path, [
+        ("volume.nii.gz", "", ""),
+        (str(ct_data / "sino_001.nii.gz"), "0:180:44", ""),  # 45 projections in the file
+        (str(ct_data / "sino_003.nii.gz"), "0:180:zero", ""),
+    ])
+    summary = run_batch("ct", [manifest], tmp_path / "out", params=FAST, scheduler="sequential", progress=False)
+    reasons = [r.reason for r in summary.items]
+    assert [r.status for r in summary.items] == ["failed"] * 3 and summary.exit_code == 3
+    assert "2-D" in reasons[0]
+    assert "45" in reasons[1] and "44" in reasons[1]
+    assert "start:stop:count" in reasons[2]
+    assert all("\n" not in r and "Traceback" not in r for r in reasons)
+
+
+# ------------------------------------------------------------------------------------------------
+# Dask: the embedded local cluster, and an external scheduler with a worker killed mid-run
+# ------------------------------------------------------------------------------------------------
+
+
+def test_cli_on_the_local_cluster(tmp_path, ct_data, capsys):
+    """``nestnet batch ct 'GLOB' --out DIR --workers 2`` through the parser, on an embedded LocalCluster."""
+    parser = argparse.ArgumentParser(prog="nestnet")
+    add_batch_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "out"
+    args = parser.parse_args(["batch", "ct", str(ct_data / "sino_00[01].nii.gz"), "--out", str(out), "--workers", "2",
+                              "--steps", str(FAST["steps"]), "--model-kwargs", json.dumps(FAST["model_kwargs"]),
+                              "--device", "cpu", "--no-progress"])
+    assert args.func(args) == 0
+    assert "2 items - 2 done, 0 skipped, 0 failed" in capsys.readouterr().err
+    records = [json.loads((out / f"sino_00{i}.json").read_text()) for i in range(2)]
+    assert {r["worker"] for r in records} <= {"0", "1"}  # ran on the cluster's worker processes, not in this one
+    from reconstruct.runtime import tcmalloc_path
+
+    if tcmalloc_path() and os.environ.get("NESTNET_ALLOCATOR", "") not in ("system", "glibc"):
+        assert {r["allocator"] for r in records} == {"tcmalloc"}  # preloaded before the workers started
+    for i in range(2):
+        _check_ct_output(out, f"sino_00{i}", ct_data / f"phantom_00{i}.nii.gz")
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A real ``dask scheduler`` and two ``dask worker`` processes (no nanny) on 127.0.0.1."""
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs: dict[str, subprocess.Popen] = {}
+    log = open(tmp_path / "dask.log", "wb")
+    try:
+        procs["scheduler"] = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(scheduler_file)], stdout=log, stderr=log, env=env)
+        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0, 60, "the scheduler")
+        for name in ("w0", "w1"):
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
+                 "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name, "--host", "127.0.0.1",
+                 "--local-directory", str(tmp_path / name)], stdout=log, stderr=log, env=env)
+        yield scheduler_file, procs
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 3
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # a graceful close may wait for peers that are gone: enough
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def test_external_scheduler_survives_a_killed_worker(tmp_path, ct_data, dask_cluster):
+    from distributed import Client
+
+    scheduler_file, procs = dask_cluster
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    names = [f"sino_00{i}" for i in range(4)]
+    for name in names:
+        os.link(ct_data / f"{name}.nii.gz", inputs / f"{name}.nii.gz")
+    _corrupt(inputs / "sino_bad.nii.gz")
+    out = tmp_path / "out"
+
+    address = json.loads(scheduler_file.read_text())["address"]  # what --scheduler tcp://HOST:PORT gets
+    assert address.startswith("tcp://127.0.0.1:")
+    with Client(address, timeout="60s") as watcher:
+        watcher.wait_for_workers(2, timeout=60)
+        addr_of = {info["name"]: addr for addr, info in watcher.scheduler_info()["workers"].items()}
+        outcome: dict = {}
+
+        def batch() -> None:
+            try:
+                outcome["summary"] = run_batch("ct", [inputs], out, params=FAST, scheduler=address, progress=False)
+            except BaseException as exc:  # handed to the test thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=batch)
+        thread.start()
+
+        def executing():
+            found = watcher.run(lambda dask_worker: [str(k) for k in dask_worker.state.executing])
+            for name, addr in addr_of.items():
+                keys = [k for k in found.get(addr, []) if "nestnet-batch-sino_00" in k]
+                if keys:
+                    return name, keys
+            return None
+
+        victim, keys = _wait_for(executing, 90, "an item running on a worker")
+        os.kill(procs[victim].pid, signal.SIGKILL)  # no goodbye: the scheduler loses it mid-item
+        procs[victim].wait(timeout=10)
+        thread.join(timeout=240)
+    assert not thread.is_alive(), "the batch did not finish after a worker was killed"
+    assert "error" not in outcome, outcome.get("error")
+    summary = outcome["summary"]
+
+    status = {r.name: r for r in summary.items}
+    assert status["sino_bad"].status == "failed" and "sino_bad.nii.gz" in status["sino_bad"].reason
+    assert summary.exit_code == 1
+    for name in names:
+        assert status[name].status in ("ok", "skipped")
+        _check_ct_output(out, name, ct_data / f"{name.replace('sino', 'phantom')}.nii.gz")
+    # the killed item was run again on the surviving worker, and written once
+    killed = keys[0].split("nestnet-batch-", 1)[1].rsplit("-", 1)[0]
+    survivor = "w1" if victim == "w0" else "w0"
+    assert json.loads((out / f"{killed}.json").read_text())["worker"] == survivor
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
