@@ -138,7 +138,7 @@ def fit(
             or without the channel axis for one channel); enables per-step metrics and ``best``.
         data_range: data range for PSNR/SSIM (1 for images normalised to [0, 1]).
         eval_every: steps between full metric evaluations (SSIM, and PSNR for batched fits);
-            default ``max(1, steps // 20)``.  Full-batch fits record PSNR at every step.
+            default ``max(10, steps // 20)`` (and the last step).  Full-batch fits record PSNR at every step.
         preview_every: steps between renderings handed to ``on_step`` (``StepInfo.output``).
         regularizer: extra loss term computed on the field of full-batch steps (e.g. total variation).
         chunk_size: points per forward pass when rendering.
@@ -172,7 +172,8 @@ def fit(
         if not np.isfinite(ref).all():
             raise ValueError("reference contains NaN or Inf values")
         ref_device = torch.from_numpy(ref).to(dev)
-    eval_every = eval_every or max(1, steps // 20)
+    # Full evaluations (render + SSIM) cost more than a small step: at most ~20 per fit, >= 10 steps apart.
+    eval_every = eval_every or max(10, steps // 20)
 
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
