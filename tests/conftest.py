@@ -67,3 +67,16 @@ def _one_torch_thread():
     torch.set_num_threads(int(os.environ.get("NESTNET_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _eager_nested_activation():
+    """Keep the fused activation eager: ``torch.compile`` would cost tens of seconds per test process
+    once an input passes the auto threshold (a 32³ render at width 256 does), and the tests check
+    correctness, not speed.  ``tests/monai_nets/test_activations.py`` checks the compiled path itself."""
+    import monai_nets
+
+    previous = monai_nets.get_fused_backend()
+    monai_nets.set_fused_backend("eager")
+    yield
+    monai_nets.set_fused_backend(previous)
