@@ -97,8 +97,10 @@ def render(
     """Evaluate ``model`` on the grid of ``shape`` in chunks; returns ``(*shape, out_channels)`` on ``out_device``.
 
     Peak memory is the output tensor plus one chunk's activations (about
-    ``chunk_size × (widest layer) × 4 bytes × a few``, e.g. ~0.3 GB for 65,536 points and 256-wide
-    layers), whatever the grid size: coordinates are generated per chunk, never for the whole grid.
+    ``chunk_size × (widest layer) × 4 bytes × a few``), whatever the grid size: coordinates are
+    generated per chunk, never for the whole grid.  Measured with a 2 × 256 NestNet and 65,536-point
+    chunks (``benchmarks/bench_scaling.py``): 0.34–0.44 GB of peak RSS growth for 64³ to 192³ grids,
+    so a 512³ volume needs its 0.5 GB output plus about that much.
 
     Args:
         model: any coordinate network ``(N, ndim) → (N, C)``.
