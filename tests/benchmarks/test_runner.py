@@ -1,0 +1,199 @@
+"""End-to-end test of ``benchmarks/run.py`` on the tiny protocol (synthetic data, 10 steps, narrow nets)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_PY = ROOT / "benchmarks" / "run.py"
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("benchmarks_run_under_test", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return _load_runner()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(runner, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = [
+        "--protocol",
+        "tiny",
+        "--task",
+        "image,denoise",
+        "--models",
+        "nestnet,siren",
+        "--seeds",
+        "1",
+        "--sweep-lr",
+        "--ablation",
+        "subnets",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    status = runner.main(argv)
+    return out, status
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_records_hold_the_contract(tiny_run):
+    out, status = tiny_run
+    assert status == 0
+    for task in ("image", "denoise"):
+        for model in ("nestnet", "siren"):
+            rec = json.loads((out / "results" / "tiny" / task / f"{model}_seed0.json").read_text())
+            assert (rec["task"], rec["model"], rec["protocol"], rec["seed"]) == (task, model, "tiny", 0)
+            assert rec["params"] > 0 and rec["steps"] == 10 and rec["lr"] > 0 and rec["seconds"] > 0
+            assert rec["status"] == "ok" and rec["command"].startswith("python benchmarks/run.py")
+            case = rec["cases"][0]
+            assert _finite(case["final"]["psnr"]) and _finite(case["final"]["ssim"])
+            assert _finite(case["best"]["psnr"]) and 1 <= case["best_step"] <= 10
+            # the best iterate is at least as good as the final one (it is chosen by PSNR)
+            assert case["best"]["psnr"] >= case["final"]["psnr"] - 1e-6
+            steps = [h["step"] for h in case["history"]]
+            assert steps[-1] == 10 and steps == sorted(steps)
+            assert all(_finite(h["seconds"]) for h in case["history"])
+
+
+def test_classical_references_are_scored(tiny_run):
+    out, _ = tiny_run
+    refs = json.loads((out / "results" / "tiny" / "denoise" / "references.json").read_text())
+    methods = next(iter(refs["cases"].values()))["methods"]
+    assert {"noisy input", "BM3D", "non-local means"} <= set(methods)
+    # a denoiser that makes the image worse than the noisy input would be a broken reference
+    assert methods["BM3D"]["metrics"]["psnr"] > methods["noisy input"]["metrics"]["psnr"]
+
+
+def test_lr_sweep_and_ablation(tiny_run):
+    out, _ = tiny_run
+    sweep = sorted(p.name for p in (out / "results" / "tiny" / "lr_sweep").glob("*.json"))
+    assert sweep == [f"{m}_x{x}.json" for m in ("nestnet", "siren") for x in ("0.5", "1", "2")]
+    rec = json.loads((out / "results" / "tiny" / "image" / "siren_seed0.json").read_text())
+    assert rec["lr_source"] == "sweep" and rec["lr_multiplier"] in (0.5, 1.0, 2.0)
+    abl = json.loads((out / "results" / "tiny" / "ablation" / "subnets" / "r1_seed0.json").read_text())
+    assert abl["model_kwargs"]["num_subnets"] == 1 and abl["status"] == "ok"
+    # r = 2 is the default configuration: one re-run shared by every ablation, not one per ablation
+    assert not (out / "results" / "tiny" / "ablation" / "subnets" / "r2_seed0.json").exists()
+    results = out / "results" / "tiny"
+    default = json.loads((results / "ablation" / "default" / "default_seed0.json").read_text())
+    main = json.loads((results / "image" / "nestnet_seed0.json").read_text())
+    # the same configuration, data and seed give the same fit (CPU runs are deterministic)
+    assert default["cases"][0]["final"]["psnr"] == pytest.approx(main["cases"][0]["final"]["psnr"], abs=1e-4)
+
+
+def test_report_has_tables_with_numbers_and_plots(tiny_run):
+    out, _ = tiny_run
+    text = (out / "RESULTS.md").read_text()
+    assert "### Image representation" in text and "### Denoising" in text
+    for model in ("NestNet", "SIREN"):
+        row = next(
+            line
+            for line in text.splitlines()
+            if line.startswith(f"| {model}") or line.startswith(f"| **{model}**")
+        )
+        assert re.search(r"\|\s*\**-?\d+\.\d+", row), row
+    assert "| *BM3D* |" in text
+    assert "### Learning-rate sweep" in text and "r = 1 vs r = 2" in text
+    assert (out / "plots" / "tiny_image_synthetic.png").stat().st_size > 1000
+
+
+def test_resume_skips_and_report_only_rebuilds(runner, tiny_run, capsys):
+    out, _ = tiny_run
+    rec = out / "results" / "tiny" / "image" / "nestnet_seed0.json"
+    before = rec.stat().st_mtime_ns
+    (out / "RESULTS.md").unlink()
+    argv = [
+        "--protocol",
+        "tiny",
+        "--task",
+        "image",
+        "--models",
+        "nestnet",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert runner.main(argv) == 0
+    assert rec.stat().st_mtime_ns == before
+    assert "exist already" in capsys.readouterr().out
+    (out / "RESULTS.md").unlink()
+    assert runner.main(["--report", "--out", str(out)]) == 0
+    assert "### Image representation" in (out / "RESULTS.md").read_text()
+
+
+def test_missing_data_folder_is_a_clear_error(runner, tmp_path, capsys):
+    status = runner.main(
+        [
+            "--protocol",
+            "quick",
+            "--task",
+            "image",
+            "--data-dir",
+            str(tmp_path / "absent"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "--data-dir" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_arguments_are_rejected(runner):
+    with pytest.raises(SystemExit):
+        runner.main(["--task", "segmentation"])
+    with pytest.raises(SystemExit):
+        runner.main(["--ablation", "depth"])
+
+
+def test_step_override_is_a_smoke_run_kept_apart(runner, tiny_run):
+    out, _ = tiny_run
+    real = out / "results" / "tiny" / "image" / "siren_seed0.json"
+    before = real.read_text()
+    argv = ["--protocol", "tiny", "--task", "image", "--models", "siren", "--seeds", "1", "--steps", "3",
+            "--device", "cpu", "--out", str(out)]
+    assert runner.main(argv) == 0
+    smoke_path = out / "results" / "_smoke_steps3" / "tiny" / "image" / "siren_seed0.json"
+    smoke = json.loads(smoke_path.read_text())
+    assert smoke["steps"] == 3 and smoke["steps_override"] == 3
+    assert real.read_text() == before  # the real record is neither overwritten nor reported as smoke
+    assert "_smoke" not in (out / "RESULTS.md").read_text()
+
+
+def test_records_measured_on_other_data_are_recomputed(runner, tiny_run):
+    out, _ = tiny_run
+    path = out / "results" / "tiny" / "image" / "siren_seed0.json"
+    rec = json.loads(path.read_text())
+    assert len(rec["cases"][0]["data_hash"]) == 16
+    rec["cases"][0]["data_hash"] = "0" * 16  # as if the protocol's image had changed since
+    path.write_text(json.dumps(rec))
+    argv = ["--protocol", "tiny", "--task", "image", "--models", "siren", "--seeds", "1", "--device", "cpu",
+            "--out", str(out), "--no-report"]
+    assert runner.main(argv) == 0
+    assert json.loads(path.read_text())["cases"][0]["data_hash"] != "0" * 16
