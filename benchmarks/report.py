@@ -43,9 +43,19 @@ TASK_NOTES = {
     "denoise": (
         "The network is fitted to the noisy image (MSE); the *final* column is what a user gets, the "
         "*best* column is the WIRE harness's oracle early stop against the clean image, which no user "
-        "has. BM3D and non-local means get the noise level estimated from the noisy image only."
+        "has. BM3D and non-local means get the noise level estimated from the noisy image only. "
+        "**Not a like-for-like prior:** `reconstruct.tasks` gives NestNet (only) a smoother task default "
+        "for denoising, `num_frequencies = side // 8` (hence its smaller parameter count here); the "
+        "baselines run at their image-fitting settings (SIREN/FINER ω₀ = 30, FFN σ = 10, ...). An "
+        "equivalent per-task smoothing of the baselines (lower ω₀ / σ) was not run, so part of NestNet's "
+        "lead here is that prior, not the architecture."
     ),
-    "sisr": "The network lives on the high-resolution grid; the loss is taken after ×4 average pooling.",
+    "sisr": (
+        "The network lives on the high-resolution grid; the loss is taken after ×4 average pooling. "
+        "**Not a like-for-like prior:** as for denoising, `reconstruct.tasks` gives NestNet (only) fewer "
+        "Fourier frequencies for super-resolution (`low-resolution side // 4`); the baselines were not "
+        "given an equivalent smoother setting."
+    ),
     "misr": (
         "Known motions (frame 0 unmoved); the loss is taken after warping and ×4 average pooling, pixels "
         "that see outside the image are masked."
@@ -88,9 +98,10 @@ INTRO = [
     "the ground truth (the WIRE harness's oracle early stopping), reported for comparison with "
     "published numbers only.",
     "",
-    "Timings: the quick protocol ran on a 2-core CPU shared with other jobs, so seconds and ms/step "
-    "are noisy (they include the per-step PSNR evaluation) — compare them within one table, not across "
-    "tables.",
+    "Timings: the quick protocol ran two runs at a time (one thread each) on a 2-core CPU that other "
+    "jobs could share, so seconds and ms/step are noisy (they include the per-step PSNR evaluation) — "
+    "compare them within one table, not across tables. Quality numbers are deterministic (CPU, fixed "
+    "seeds): rerunning a record reproduces them.",
     "",
 ]
 
@@ -414,6 +425,9 @@ def _curve(entries: list[dict], metric: str) -> tuple[list[float], list[float], 
     return steps.tolist(), vals.tolist(), secs.tolist()
 
 
+_WRITTEN_PLOTS: set[Path] = set()
+
+
 def _plot(path: Path, title: str, stats: dict[str, dict], metric: str, refs: dict[str, dict]) -> bool:
     import matplotlib
 
@@ -463,6 +477,7 @@ def _plot(path: Path, title: str, stats: dict[str, dict], metric: str, refs: dic
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     os.replace(tmp, path)
+    _WRITTEN_PLOTS.add(path.resolve())
     return True
 
 
@@ -477,13 +492,22 @@ def _env_lines(records: list[dict]) -> list[str]:
         return ", ".join(vals) or "—"
 
     dates = sorted(r.get("date", "") for r in records if r.get("date"))
+    if not dates:
+        return []
+    import datetime
+
+    fmt = "%Y-%m-%d %H:%M:%S"
+    try:
+        span = datetime.datetime.strptime(dates[-1], fmt) - datetime.datetime.strptime(dates[0], fmt)
+        span_text = f" ({span.total_seconds() / 60:.0f} min from the first record written to the last)"
+    except ValueError:
+        span_text = ""
     return [
         f"Environment of these records: device {values('device')}, CPU {values('cpu')} "
         f"({values('cpu_count')} cores), torch {values('torch')}, {values('threads')} thread(s) per run, "
         f"{values('jobs')} run(s) in parallel, allocator {values('allocator')}, denormals flushed "
-        f"{values('flush_denormal')}; recorded {dates[0]} … {dates[-1]}."
-        if dates
-        else ""
+        f"{values('flush_denormal')}, code {values('git_commit')}; recorded {dates[0]} … {dates[-1]}"
+        f"{span_text}."
     ]
 
 
@@ -900,6 +924,7 @@ def generate(out: Path | str) -> Path:
     """Write ``out/RESULTS.md`` and ``out/plots/*.png`` from ``out/results``; returns the report path."""
     out = Path(out)
     results, plots = out / "results", out / "plots"
+    _WRITTEN_PLOTS.clear()
     protocols = [p for p in PROTOCOL_ORDER if (results / p).is_dir()]
     protocols += (
         sorted(
@@ -912,12 +937,17 @@ def generate(out: Path | str) -> Path:
     headlines: list[str] = []
     for protocol in protocols:
         recs_all = [r for t in TASK_NAMES for r in load_records(results / protocol / t)]
+        sweep_dir = results / protocol / "lr_sweep"
+        extra = [read_json(p) for p in sorted(sweep_dir.glob("*.json"))] if sweep_dir.is_dir() else []
+        abl_dir = results / protocol / "ablation"
+        if abl_dir.is_dir():
+            extra += [r for d in sorted(abl_dir.iterdir()) if d.is_dir() for r in load_records(d)]
         base = next((r.get("protocol") for r in recs_all if r.get("protocol") in PROTOCOLS), protocol)
         desc = PROTOCOLS.get(base, {}).get("description", "")
         if base != protocol:
             desc = f"the `{base}` protocol" + (f": {desc}" if desc else "")
         section = [f"## Protocol `{protocol}`" + (f" — {desc}" if desc else ""), ""]
-        section += [line for line in _env_lines(recs_all) if line] + [""]
+        section += [line for line in _env_lines(recs_all + extra) if line] + [""]
         section += PROTOCOL_NOTES.get(protocol, [])
         missing = [t for t in TASK_NAMES if not load_records(results / protocol / t)]
         if missing and recs_all:
@@ -939,6 +969,11 @@ def generate(out: Path | str) -> Path:
     lines += body
     lines += _speed_section(results)
     text = "\n".join(lines).rstrip() + "\n"
+    if plots.is_dir():
+        # plots of tables that no longer exist (renamed groups, removed records) would mislead
+        for stale in plots.glob("*.png"):
+            if stale.resolve() not in _WRITTEN_PLOTS:
+                stale.unlink()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "RESULTS.md"
     tmp = path.with_name(f".RESULTS.md.{os.getpid()}.tmp")

@@ -257,6 +257,7 @@ def _run_case(job: dict, case) -> dict:
         final={k: float(v) for k, v in result.metrics.items()},
         best={k: float(v) for k, v in (result.best.metrics if result.best else {}).items()},
         best_step=int(result.best.step) if result.best else None,
+        effective_model_kwargs=(result.extras.get("parameters") or {}).get("model_kwargs"),
         extras_metrics={
             k: {m: float(v) for m, v in val.items()}
             for k, val in result.extras.items()
