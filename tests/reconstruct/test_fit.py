@@ -145,6 +145,18 @@ def test_fit_learns_and_records_history():
     assert seconds == sorted(seconds)
 
 
+def test_best_iterate_snapshot_is_the_state_its_metric_describes():
+    # A high learning rate makes PSNR oscillate, so the best iterate falls on a cheap (non-evaluation)
+    # step; re-rendering the saved snapshot must reproduce the PSNR that selected it.
+    image = smooth_image()
+    result = fit(tiny_net(), Identity(image.shape, 1), image[..., None], steps=40, lr=0.2, reference=image,
+                 eval_every=100, device="cpu")
+    selected = max(h["psnr"] for h in result.history)
+    assert result.best is not None and result.best.step < result.steps
+    assert result.best.metrics["psnr"] == pytest.approx(selected, abs=1e-3)
+    assert result.best.metrics["psnr"] >= result.metrics["psnr"]
+
+
 def test_fit_is_deterministic_for_a_seed():
     image = smooth_image()
     a = fit(tiny_net(seed=0), Identity(image.shape, 1), image[..., None], steps=8, batch_size=64, seed=3,
