@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install system-deps bench clean
+.PHONY: demo test install system-deps bench bench-speed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,16 @@ test: install system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# The quick-protocol tables of benchmarks/RESULTS.md (~40 min on 2 cores); bench-speed: the speed and
+# memory section (~30 min). Each writes its JSON under benchmarks/results and regenerates the report.
 bench: install
-	$(PY) benchmarks/run.py --protocol quick
+	$(PY) benchmarks/run.py --protocol quick --task all --seeds 3 --sweep-lr --ablation all --jobs 2
+
+bench-speed: install
+	$(PY) benchmarks/bench_activation.py --device cpu
+	$(PY) benchmarks/bench_models.py --threads 2
+	$(PY) benchmarks/bench_scaling.py
+	$(PY) benchmarks/run.py --report
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info demo_output

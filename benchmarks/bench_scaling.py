@@ -1,11 +1,16 @@
-"""How NestNet's train-step time grows with the number of coordinates, and render memory vs grid size.
+"""How NestNet's train-step time grows with the number of coordinates, and what big volumes cost in memory.
 
 * Step time (forward + backward + Adam, fused activation, 2 × 256, r = 2) for 2¹⁴ … 2²⁰ coordinates:
   it should grow linearly (the per-point cost is constant).
-* Peak RSS of ``reconstruct.grid.render`` on D³ grids, each in a fresh process: the bound is the
-  output (D³ × C × 4 bytes) plus one chunk's activations, independent of D.
+* Peak RSS of ``reconstruct.grid.render`` on D³ grids up to 512³, each in a fresh process: the bound
+  is the output (D³ × C × 4 bytes) plus one chunk's activations, independent of D.
+* Peak RSS of a whole ``reconstruct.occupancy.fit_occupancy`` run on a 256³ volume (default batch,
+  one IoU evaluation, final and best-iterate renderings), in a fresh process.  The volume is a
+  generated solid (a sphere with a torus through it): memory does not depend on the shape's content.
 
-Command that produced the committed results::
+Peak RSS is the growth of the process's high-water mark (``VmHWM``, reset before the measured part)
+over its resident size before it.  Runs under tcmalloc when installed, denormals flushed, like the
+quick protocol.  Command that produced the committed results::
 
     .venv/bin/python benchmarks/bench_scaling.py
 """
@@ -44,6 +49,43 @@ def _render_child(size: int, chunk: int) -> dict:
             "output_mb": out.numel() * 4 / 2**20}
 
 
+def _solid(size: int):
+    """A sphere with a torus through it, on a size³ grid (bool)."""
+    import numpy as np
+
+    ax = np.linspace(-1, 1, size, dtype=np.float32)
+    z, y, x = ax[:, None, None], ax[None, :, None], ax[None, None, :]
+    sphere = x**2 + y**2 + z**2 < 0.45**2
+    ring = (np.sqrt(x**2 + z**2) - 0.6) ** 2 + y**2 < 0.15**2
+    return sphere | ring
+
+
+def _occupancy_child(size: int, steps: int) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from reconstruct.occupancy import DEFAULT_BATCH_SIZE, fit_occupancy
+
+    volume = _solid(size)
+    base = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    t0 = time.perf_counter()
+    result = fit_occupancy(volume, steps=steps, eval_every=steps, device="cpu", seed=0)
+    seconds = time.perf_counter() - t0
+    peak = _status_mb("VmHWM")
+    return {"size": size, "steps": steps, "batch_size": DEFAULT_BATCH_SIZE, "seconds": seconds,
+            "peak_rss_growth_mb": peak - base, "volume_mb": volume.nbytes / 2**20,
+            "output_mb": result.output.nbytes / 2**20, "iou": result.metrics["iou"],
+            "threads": torch.get_num_threads()}
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"child {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _status_mb(key: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -54,24 +96,32 @@ def _status_mb(key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exponents", default="14,15,16,17,18,19,20")
-    parser.add_argument("--render-sizes", default="64,128,192")
+    parser.add_argument("--render-sizes", default="64,128,256,512")
     parser.add_argument("--chunk", type=int, default=65536)
+    parser.add_argument("--occupancy-size", type=int, default=256, help="0 skips the occupancy fit")
+    parser.add_argument("--occupancy-steps", type=int, default=50)
     parser.add_argument("--child-render", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-occupancy", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from reconstruct.runtime import allocator_in_use, reexec_with_tcmalloc, tune_allocator
+
+    reexec_with_tcmalloc()  # children inherit LD_PRELOAD
+    import torch
+
+    tune_allocator()
+    torch.set_flush_denormal(True)
     if args.child_render:
         print(json.dumps(_render_child(args.child_render, args.chunk)))
         return
-
-    sys.path.insert(0, str(ROOT))
-    import torch
+    if args.child_occupancy:
+        print(json.dumps(_occupancy_child(args.child_occupancy, args.occupancy_steps)))
+        return
 
     from monai_nets import NestNet
-    from reconstruct.runtime import allocator_in_use, tune_allocator
 
-    tune_allocator()
     path = ROOT / "benchmarks" / "results" / "scaling_cpu.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    rows = [] if args.exponents else previous.get("steps", [])  # --exponents "" re-measures renders only
+    rows = []
     for e in (int(x) for x in args.exponents.split(",") if x):
         n = 2**e
         torch.manual_seed(0)
@@ -90,16 +140,21 @@ def main() -> None:
         rows.append({"points": n, "median_ms": ms, "us_per_point": 1000 * ms / n})
         print(f"2^{e:2d} = {n:8d} points: {ms:9.1f} ms/step  {1000 * ms / n:6.2f} us/point", flush=True)
     renders = []
-    for size in (int(s) for s in args.render_sizes.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--child-render", str(size), "--chunk", str(args.chunk)],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+    for size in (int(s) for s in args.render_sizes.split(",") if s):
+        r = _child(["--child-render", str(size), "--chunk", str(args.chunk)])
         renders.append(r)
         print(f"render {size}^3: {r['seconds']:.1f} s, peak RSS growth {r['peak_rss_growth_mb']:.0f} MB "
               f"(output {r['output_mb']:.0f} MB)", flush=True)
+    occupancy = []
+    if args.occupancy_size:
+        r = _child(["--child-occupancy", str(args.occupancy_size), "--occupancy-steps", str(args.occupancy_steps)])
+        occupancy.append(r)
+        print(f"occupancy fit {args.occupancy_size}^3, {r['steps']} steps: {r['seconds']:.1f} s, peak RSS growth "
+              f"{r['peak_rss_growth_mb']:.0f} MB, IoU {r['iou']:.4f}", flush=True)
     record = {"benchmark": "bench_scaling", "command": "python benchmarks/bench_scaling.py " + " ".join(sys.argv[1:]),
-              "torch": torch.__version__, "cpu_count": os.cpu_count(), "allocator": allocator_in_use(),
-              "steps": rows, "render": renders, "date": time.strftime("%Y-%m-%d %H:%M")}
+              "torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+              "allocator": allocator_in_use(), "flush_denormal": True, "load_average": os.getloadavg(),
+              "steps": rows, "render": renders, "occupancy_fit": occupancy, "date": time.strftime("%Y-%m-%d %H:%M")}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, path)

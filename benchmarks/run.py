@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--report", action="store_true", help="only regenerate RESULTS.md and the plots from the records"
     )
-    p.add_argument("--force", action="store_true", help="recompute records that already exist")
+    p.add_argument("--force", action="store_true",
+                   help="recompute records that already exist (the learning-rate sweep starts afresh)")
     p.add_argument("--max-images", type=int, default=None, help="use at most this many cases per task")
     p.add_argument(
         "--data-dir", default=str(common.DEFAULT_DATA_DIR), help="the shared benchmark data folder"
@@ -392,6 +393,13 @@ def _sweep(args: argparse.Namespace, results: Path) -> list[str]:
     found the optimum)."""
     cfg = PROTOCOLS[args.protocol]
     mults = cfg["lr_multipliers"]
+    if args.force:
+        # A forced sweep starts afresh: records of earlier extensions would otherwise stay in the
+        # comparison (from older code) and stop this run from extending past them.
+        folder = results / args.protocol / "lr_sweep"
+        for model in args.model_list:
+            for stale in folder.glob(f"{_slug(model)}_x*.json"):
+                stale.unlink()
     jobs = [_sweep_job(args, results, model, mult) for model in args.model_list for mult in mults]
     print(f"learning-rate sweep: {len(jobs)} runs on the development image", flush=True)
     errors = _run_jobs(jobs, args)

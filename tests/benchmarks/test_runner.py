@@ -197,3 +197,50 @@ def test_records_measured_on_other_data_are_recomputed(runner, tiny_run):
             "--out", str(out), "--no-report"]
     assert runner.main(argv) == 0
     assert json.loads(path.read_text())["cases"][0]["data_hash"] != "0" * 16
+
+
+def test_ablation_states_the_default_decision(tiny_run):
+    out, _ = tiny_run
+    text = (out / "RESULTS.md").read_text()
+    section = text[text.index("r = 1 vs r = 2"):]
+    assert re.search(r"Library default kept: r=2|argues for changing the library default\*\* from r=2", section)
+
+
+def test_speed_section_renders_model_and_scaling_records(runner, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    models = {"command": "python benchmarks/bench_models.py", "points": 1024, "rows": [
+        {"model": "siren", "median_ms": 10.0, "params": 66000},
+        {"model": "nestnet", "median_ms": 15.0, "params": 99000},
+        {"model": "nestnet naive", "median_ms": 60.0, "params": 99000},
+    ]}
+    scaling = {"command": "python benchmarks/bench_scaling.py", "steps": [
+        {"points": 2**14, "median_ms": 160.0, "us_per_point": 160e3 / 2**14},
+        {"points": 2**15, "median_ms": 330.0, "us_per_point": 330e3 / 2**15},
+    ], "render": [{"size": 64, "seconds": 1.0, "peak_rss_growth_mb": 301.0, "output_mb": 1.0}],
+        "occupancy_fit": [{"size": 32, "steps": 5, "batch_size": 65536, "seconds": 3.0,
+                           "peak_rss_growth_mb": 420.0, "volume_mb": 0.03, "iou": 0.5}]}
+    (results / "models_cpu.json").write_text(json.dumps(models))
+    (results / "scaling_cpu.json").write_text(json.dumps(scaling))
+    text = runner.report.generate(tmp_path).read_text()
+    assert "| nestnet naive | 99.0 k | 60 | 6.00× |" in text
+    assert "naive/fused NestNet = 4.00" in text
+    assert "| 2^15 = 32,768 | 330 | 10.1 |" in text and "grows linearly" in text
+    assert "| 64³ | 1.0 | 301 | 1 |" in text and "needs 300–300 MB" in text
+    assert "| 32³ | 5 | 65,536 | 3 | 420 | 0 | 0.5000 |" in text
+
+
+def test_forced_sweep_drops_stale_extension_records(runner, tiny_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run[0], out)
+    sweep = out / "results" / "tiny" / "lr_sweep"
+    stale = json.loads((sweep / "nestnet_x2.json").read_text())
+    stale["lr_multiplier"] = 64.0  # an extension from an earlier run, far outside this run's grid
+    (sweep / "nestnet_x64.json").write_text(json.dumps(stale))
+    argv = ["--protocol", "tiny", "--task", "image", "--models", "nestnet", "--seeds", "1", "--sweep-lr",
+            "--force", "--device", "cpu", "--threads", "1", "--out", str(out), "--no-report"]
+    assert runner.main(argv) == 0
+    assert not (sweep / "nestnet_x64.json").exists()
+    assert (sweep / "nestnet_x1.json").exists()
