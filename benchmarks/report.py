@@ -980,7 +980,8 @@ def _scaling_section(rec: dict) -> list[str]:
                          f"{r['output_mb']:.0f} |")
         over = [r["peak_rss_growth_mb"] - r["output_mb"] for r in renders]
         lines += ["", f"- Beyond the output itself, rendering needs {min(over):.0f}–{max(over):.0f} MB whatever the "
-                  "grid size (one chunk's activations): memory is bounded by the output.", ""]
+                  "grid size (one chunk's activations and the first call's torch.compile): memory is bounded by the "
+                  "output.", ""]
     occ = rec.get("occupancy_fit", [])
     if occ:
         lines += ["Whole occupancy fit (`reconstruct.occupancy.fit_occupancy`, default batch, one IoU evaluation, "

@@ -99,8 +99,8 @@ def render(
     Peak memory is the output tensor plus one chunk's activations (about
     ``chunk_size × (widest layer) × 4 bytes × a few``), whatever the grid size: coordinates are
     generated per chunk, never for the whole grid.  Measured with a 2 × 256 NestNet and 65,536-point
-    chunks (``benchmarks/bench_scaling.py``): 0.34–0.44 GB of peak RSS growth for 64³ to 192³ grids,
-    so a 512³ volume needs its 0.5 GB output plus about that much.
+    chunks on CPU (``benchmarks/bench_scaling.py``): peak RSS growth 0.55 GB for a 64³ grid and
+    1.02 GB for 512³ (its 0.5 GB output plus the same ~0.5 GB), 242 s on 2 cores.
 
     Args:
         model: any coordinate network ``(N, ndim) → (N, C)``.
