@@ -244,3 +244,21 @@ def test_forced_sweep_drops_stale_extension_records(runner, tiny_run, tmp_path):
     assert runner.main(argv) == 0
     assert not (sweep / "nestnet_x64.json").exists()
     assert (sweep / "nestnet_x1.json").exists()
+
+
+def test_prior_ablation_runs_nestnet_at_image_settings(runner, tiny_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run[0], out)
+    argv = ["--protocol", "tiny", "--task", "denoise", "--models", "nestnet,siren", "--seeds", "1",
+            "--ablation", "prior", "--device", "cpu", "--threads", "1", "--out", str(out)]
+    assert runner.main(argv) == 0
+    folder = out / "results" / "tiny" / "ablation" / "prior"
+    rec = json.loads(next(folder.glob("denoise*_seed0.json")).read_text())
+    assert rec["task"] == "denoise" and rec["status"] == "ok"
+    assert rec["cases"][0]["effective_model_kwargs"]["num_frequencies"] == 32
+    main = json.loads((out / "results" / "tiny" / "denoise" / "nestnet_seed0.json").read_text())
+    assert main["cases"][0]["effective_model_kwargs"]["num_frequencies"] < 32  # the task default
+    text = (out / "RESULTS.md").read_text()
+    assert "Task-specific prior" in text and re.search(r"Like for like, NestNet ranks \d of \d INRs", text)
