@@ -122,7 +122,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "lr_multipliers": (1 / 3, 1.0, 3.0),
         # extend the grid by up to two more x3 steps where the best lies at its edge
         "lr_extend": 2,
-        "ablation_seeds": 2,
+        "ablation_seeds": 3,  # >= 3 seeds, as the main tables
         "image": {"steps": 200, "size": (64, 64)},
         "dev": {"steps": 200, "size": (64, 64)},
         "denoise": {"steps": 200, "size": (48, 72), "tau": 30.0, "readout": 2.0},
@@ -147,7 +147,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "model_kwargs": {},
         "lr_multipliers": (0.25, 0.5, 1.0, 2.0, 4.0),
         "lr_extend": 2,
-        "ablation_seeds": 2,
+        "ablation_seeds": 3,  # >= 3 seeds, as the main tables
         # FINER: 16 DIV2K 512² crops (mean PSNR); plus kodak at full size.
         "image": {"steps": 2000, "div2k": True, "kodak": True},
         "dev": {"steps": 2000, "size": (256, 256)},
