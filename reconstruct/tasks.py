@@ -421,6 +421,39 @@ def _auto_batch(num_points: int) -> int | None:
     return None if num_points <= _FULL_BATCH_MAX else _AUTO_BATCH
 
 
+def _run_normalised(
+    c: _Common,
+    operator: Any,
+    measurement: np.ndarray,
+    norm: Normalisation,
+    out_shape: tuple[int, ...],
+    ref: np.ndarray | None,
+    data_range: float,
+    data_range_orig: float,
+    batch_size: int | None = None,
+) -> FitResult:
+    """:func:`_run` for image-like tasks: values scaled by ``norm``, the output in the caller's ``out_shape``."""
+    grid, channels = operator.signal_shape, operator.channels
+
+    def to_output(values: np.ndarray) -> np.ndarray:
+        return norm.inverse(values).reshape(out_shape)
+
+    fit_ref = None if ref is None else ref.reshape(*grid, channels) if channels > 1 else ref.reshape(grid)
+    result = _run(c, operator, measurement, spatial_dims=len(grid), out_channels=channels, to_output=to_output,
+                  reference=fit_ref, data_range=data_range, batch_size=batch_size)
+    result.extras["normalisation"] = {**norm.to_dict(), "metric_data_range": data_range_orig}
+    return result
+
+
+def _add_bicubic(result: FitResult, lowres: np.ndarray, norm: Normalisation, out_shape: tuple[int, ...],
+                 operator: Any, ref: np.ndarray | None, data_range: float) -> None:
+    """``extras["bicubic"]`` (and with a reference ``extras["bicubic_metrics"]``): the classical baseline."""
+    bicubic01 = _bicubic(norm.forward(lowres), out_shape)
+    result.extras["bicubic"] = norm.inverse(bicubic01)
+    if ref is not None:
+        result.extras["bicubic_metrics"] = compute_metrics(operator.metric_names, bicubic01, ref, data_range)
+
+
 # --------------------------------------------------------------------------------------------------
 # images: fitting and denoising
 # --------------------------------------------------------------------------------------------------
@@ -451,15 +484,9 @@ def _fit_identity(
         batch_size = _auto_batch(math.prod(spatial))
 
     measurement = norm.forward(arr).reshape(*spatial, channels)
-
-    def to_output(values: np.ndarray) -> np.ndarray:
-        return norm.inverse(values).reshape(out_shape)
-
-    fit_ref = None if ref is None else ref.reshape(*spatial, channels) if channels > 1 else ref.reshape(spatial)
     operator = Identity(spatial, channels, spacing)
-    result = _run(c, operator, measurement, spatial_dims=len(spatial), out_channels=channels, to_output=to_output,
-                  reference=fit_ref, data_range=data_range, batch_size=batch_size)
-    result.extras["normalisation"] = {**norm.to_dict(), "metric_data_range": data_range_orig}
+    result = _run_normalised(c, operator, measurement, norm, out_shape, ref, data_range, data_range_orig,
+                             batch_size=batch_size)
     result.extras["parameters"] = c.parameters(task, batch_size=batch_size, spacing=spacing,
                                                 channel_axis=has_channel_axis)
     return result
@@ -590,20 +617,10 @@ def super_resolve(
     hr_spatial = tuple(s * scale for s in spatial)
     out_shape = hr_spatial + ((channels,) if has_channel_axis else ())
     ref, data_range, data_range_orig = _reference(reference, out_shape, norm)
-
-    def to_output(values: np.ndarray) -> np.ndarray:
-        return norm.inverse(values).reshape(out_shape)
-
     measurement = norm.forward(arr).reshape(*spatial, channels)
     operator = Downsample(hr_spatial, channels, factor=scale)
-    fit_ref = None if ref is None else ref.reshape(*hr_spatial, channels) if channels > 1 else ref.reshape(hr_spatial)
-    result = _run(c, operator, measurement, spatial_dims=len(spatial), out_channels=channels, to_output=to_output,
-                  reference=fit_ref, data_range=data_range)
-    bicubic01 = _bicubic(norm.forward(arr), out_shape)
-    result.extras["bicubic"] = norm.inverse(bicubic01)
-    if ref is not None:
-        result.extras["bicubic_metrics"] = compute_metrics(operator.metric_names, bicubic01, ref, data_range)
-    result.extras["normalisation"] = {**norm.to_dict(), "metric_data_range": data_range_orig}
+    result = _run_normalised(c, operator, measurement, norm, out_shape, ref, data_range, data_range_orig)
+    _add_bicubic(result, arr, norm, out_shape, operator, ref, data_range)
     result.extras["parameters"] = c.parameters("super_resolve", scale=scale)
     return result
 
@@ -701,21 +718,11 @@ def super_resolve_multi(
     hr_spatial = tuple(n * scale for n in lr_spatial)
     out_shape = hr_spatial + ((channels,) if has_channel_axis else ())
     ref, data_range, data_range_orig = _reference(reference, out_shape, norm)
-
-    def to_output(values: np.ndarray) -> np.ndarray:
-        return norm.inverse(values).reshape(out_shape)
-
     operator = _warp_operator(hr_spatial, channels, scale, s, r)
     measurement = norm.forward(arr).reshape(len(s), *lr_spatial, channels)
-    fit_ref = None if ref is None else ref.reshape(*hr_spatial, channels) if channels > 1 else ref.reshape(hr_spatial)
-    result = _run(c, operator, measurement, spatial_dims=2, out_channels=channels, to_output=to_output,
-                  reference=fit_ref, data_range=data_range)
+    result = _run_normalised(c, operator, measurement, norm, out_shape, ref, data_range, data_range_orig)
     if not np.any(s[0]) and r[0] == 0:
-        bicubic01 = _bicubic(norm.forward(arr[0]), out_shape)
-        result.extras["bicubic"] = norm.inverse(bicubic01)
-        if ref is not None:
-            result.extras["bicubic_metrics"] = compute_metrics(operator.metric_names, bicubic01, ref, data_range)
-    result.extras["normalisation"] = {**norm.to_dict(), "metric_data_range": data_range_orig}
+        _add_bicubic(result, arr[0], norm, out_shape, operator, ref, data_range)
     result.extras["parameters"] = c.parameters("super_resolve_multi", scale=scale, shifts=s.tolist(),
                                                 rotations=r.tolist())
     return result
