@@ -778,6 +778,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main_job(args, results: Path, multipliers, task: str, model: str, seed: int) -> dict:
+    """The job of one main-table record (task, model, seed)."""
+    lr, mult, source = _lr(model, task, multipliers)
+    return _base_job(
+        args, results, kind=task, task=task, model=model, label=model,
+        model_kwargs=common.model_kwargs_for(args.protocol, model), seed=seed, lr=lr, lr_multiplier=mult,
+        lr_source=source, path=str(_main_record_path(results, args.protocol, task, model, seed)),
+    )
+
+
 def _run_all(args, results: Path) -> list[str]:
     errors: list[str] = []
     protocol = args.protocol
@@ -792,50 +802,18 @@ def _run_all(args, results: Path) -> list[str]:
         )
 
     _reference_records(args, results)
-    jobs = []
-    for task in args.tasks:
-        for seed in range(args.seeds):
-            for model in args.model_list:
-                lr, mult, source = _lr(model, task, multipliers)
-                jobs.append(
-                    _base_job(
-                        args,
-                        results,
-                        kind=task,
-                        task=task,
-                        model=model,
-                        label=model,
-                        model_kwargs=common.model_kwargs_for(protocol, model),
-                        seed=seed,
-                        lr=lr,
-                        lr_multiplier=mult,
-                        lr_source=source,
-                        path=str(_main_record_path(results, protocol, task, model, seed)),
-                    )
-                )
+    jobs = [
+        _main_job(args, results, multipliers, task, model, seed)
+        for task in args.tasks
+        for seed in range(args.seeds)
+        for model in args.model_list
+    ]
     if args.ablations:
         jobs += _ablation_jobs(args, results, multipliers, timing_ready=False)
     if "equal_time" in args.ablations:
         # The time budget comes from the main image runs of every model: make sure they exist first.
         for seed in range(min(args.seeds, PROTOCOLS[protocol]["ablation_seeds"])):
-            for model in MODEL_NAMES:
-                lr, mult, source = _lr(model, "image", multipliers)
-                jobs.append(
-                    _base_job(
-                        args,
-                        results,
-                        kind="image",
-                        task="image",
-                        model=model,
-                        label=model,
-                        model_kwargs=common.model_kwargs_for(protocol, model),
-                        seed=seed,
-                        lr=lr,
-                        lr_multiplier=mult,
-                        lr_source=source,
-                        path=str(_main_record_path(results, protocol, "image", model, seed)),
-                    )
-                )
+            jobs += [_main_job(args, results, multipliers, "image", model, seed) for model in MODEL_NAMES]
     errors += _run_jobs(jobs, args)
     if "equal_time" in args.ablations:
         errors += _run_jobs(_ablation_jobs(args, results, multipliers, timing_ready=True), args)
