@@ -177,12 +177,10 @@ def main() -> None:
         "ratios": ratios,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"activation_{args.device}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    from benchmarks.common import write_json
+
+    path = Path(args.out) / f"activation_{args.device}.json"
+    write_json(path, record)
     print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 

@@ -11,7 +11,6 @@ denormals flushed, like the quick protocol.  Command that produced the committed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -65,10 +64,10 @@ def main() -> None:
               "points": args.points, "torch": torch.__version__, "cpu_count": os.cpu_count(),
               "allocator": allocator_in_use(), "threads": torch.get_num_threads(), "flush_denormal": True,
               "load_average": os.getloadavg(), "rows": rows, "date": time.strftime("%Y-%m-%d %H:%M")}
+    from benchmarks.common import write_json
+
     path = ROOT / "benchmarks" / "results" / "models_cpu.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_json(path, record)
     print(f"wrote {path.relative_to(ROOT)}")
 
 

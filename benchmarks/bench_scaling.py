@@ -155,9 +155,9 @@ def main() -> None:
               "torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
               "allocator": allocator_in_use(), "flush_denormal": True, "load_average": os.getloadavg(),
               "steps": rows, "render": renders, "occupancy_fit": occupancy, "date": time.strftime("%Y-%m-%d %H:%M")}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    from benchmarks.common import write_json
+
+    write_json(path, record)
     print(f"wrote {path.relative_to(ROOT)}")
 
 
