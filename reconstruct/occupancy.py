@@ -1,4 +1,4 @@
-"""Occupancy volumes: voxelise a mesh, fit a coordinate network to it, and mesh the fitted surface.
+"""Occupancy volumes: voxelise a mesh and mesh a fitted surface (the fit is :func:`reconstruct.tasks.fit_occupancy`).
 
 Conventions (the same as napari's and ITK's array order):
 
@@ -6,8 +6,11 @@ Conventions (the same as napari's and ITK's array order):
 * voxel ``[i, j, k]`` is the cell centred at ``origin + (i, j, k) * spacing`` (both in array order,
   the mesh's units) — see :class:`VoxelGrid`;
 * surfaces from :func:`extract_surface` have vertices in that same array order and physical units,
-  ready for a napari ``Surface`` layer; :func:`export_surface` turns them back to the mesh's
-  ``(x, y, z)`` order when writing a file.
+  ready for a napari ``Surface`` layer; :func:`reconstruct.app.meshes.export_surface` turns them back
+  to the mesh's ``(x, y, z)`` order when writing a file.
+
+Meshes are taken in memory only (a ``trimesh.Trimesh``/``Scene`` or ``(vertices, faces)`` arrays):
+files are read by :func:`reconstruct.app.meshes.read_mesh` in the application floor.
 
 Inside/outside is decided by ray parity with trimesh's embree engine (``embreex``): one ray per
 column of voxels along each of the three axes, a voxel is inside where an odd number of surface
@@ -20,35 +23,25 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .fit import FitResult, StepInfo, fit
-from .operators import OccupancyOperator
+from .fit import FitResult
+from .grid import check_spacing
 
 __all__ = [
     "VoxelGrid",
     "voxelize",
-    "fit_occupancy",
     "extract_surface",
-    "export_surface",
     "check_occupancy_volume",
-    "MESH_FORMATS",
-    "DEFAULT_STEPS",
     "DEFAULT_BATCH_SIZE",
 ]
 
-#: File suffixes :func:`export_surface` writes (and trimesh reads).
-MESH_FORMATS = (".obj", ".ply", ".stl")
-#: Default optimisation steps of :func:`fit_occupancy`.
-DEFAULT_STEPS = 500
 #: Default random voxels per step; smaller volumes are fitted full-batch.
 DEFAULT_BATCH_SIZE = 2**16
 
@@ -83,27 +76,31 @@ class VoxelGrid:
 
 
 def _load_mesh(mesh: Any):
+    """The triangles of an in-memory mesh: a ``trimesh.Trimesh``/``Scene`` or a ``(vertices, faces)`` pair."""
     import trimesh
 
+    if isinstance(mesh, (str, os.PathLike)):
+        raise TypeError(f"voxelize takes a mesh in memory, not the path {os.fspath(mesh)!r}; read the file "
+                        "with reconstruct.app.meshes.read_mesh first")
     if isinstance(mesh, trimesh.Trimesh):
         return _geometry_only(mesh)
-    if not isinstance(mesh, (str, os.PathLike)):
-        raise TypeError(f"mesh must be a file path or a trimesh.Trimesh, got {type(mesh).__name__}")
-    path = Path(mesh).expanduser()
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a mesh file (.obj, .ply, .stl, .off, .glb)")
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        # process=True merges duplicate vertices by position: scans with texture seams become watertight.
-        loaded = trimesh.load(str(path), process=True, force="mesh")
-    except Exception as exc:  # trimesh raises many kinds for bad files
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"cannot read {path} as a mesh: {reason[:200]}; check the file is a complete "
-                         "triangle mesh (.obj, .ply, .stl, .off, .glb)") from None
-    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
-        raise ValueError(f"{path} holds no triangles; give a triangle mesh")
-    return _geometry_only(loaded)
+    if isinstance(mesh, trimesh.Scene):
+        return _geometry_only(mesh.to_mesh())
+    if isinstance(mesh, (tuple, list)) and len(mesh) == 2:
+        vertices, faces = (np.asarray(part) for part in mesh)
+        if vertices.ndim != 2 or vertices.shape[1] != 3 or vertices.dtype.kind not in "iuf":
+            raise ValueError(f"mesh vertices must be a (V, 3) array of numbers, got shape {vertices.shape} "
+                             f"dtype {vertices.dtype}")
+        if not np.isfinite(vertices).all():
+            raise ValueError("mesh vertices contain NaN or Inf")
+        if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and faces.dtype.kind not in "iu"):
+            raise ValueError(f"mesh faces must be an (F, 3) integer array, got shape {faces.shape} "
+                             f"dtype {faces.dtype}")
+        if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+            raise ValueError(f"mesh faces index vertices outside 0..{len(vertices) - 1}")
+        return _geometry_only(trimesh.Trimesh(vertices=vertices, faces=faces, process=False))
+    raise TypeError("mesh must be a trimesh.Trimesh, a trimesh.Scene or a (vertices, faces) pair of arrays, "
+                    f"got {type(mesh).__name__}")
 
 
 def _geometry_only(mesh):
@@ -182,7 +179,7 @@ def _parity_along(intersector, grid: VoxelGrid, axis: int) -> np.ndarray:
 
 
 def voxelize(
-    mesh_path: str | os.PathLike | Any,
+    mesh: Any,
     resolution: int | Sequence[int] = 128,
     *,
     padding: int = 0,
@@ -199,7 +196,9 @@ def voxelize(
     ``(z, y, x)`` of the mesh.
 
     Args:
-        mesh_path: mesh file (anything ``trimesh.load`` reads) or a ``trimesh.Trimesh``.
+        mesh: a ``trimesh.Trimesh`` or ``trimesh.Scene``, or a ``(vertices, faces)`` pair of ``(V, 3)``
+            coordinates (x, y, z) and ``(F, 3)`` vertex indices; read a file with
+            :func:`reconstruct.app.meshes.read_mesh` first.
         resolution: ``N`` or ``(D, H, W)``, each at least 2.
         padding: empty cells added on every side (>= 0).
         return_grid: also return the :class:`VoxelGrid` (spacing and origin, array order).
@@ -208,8 +207,8 @@ def voxelize(
         The volume, or ``(volume, grid)`` with ``return_grid=True``.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: unreadable file, no triangles, a flat mesh, resolution below 2.
+        TypeError: ``mesh`` is a path or another kind of object.
+        ValueError: malformed arrays, no triangles, a flat mesh, resolution below 2.
 
     A mesh that is not watertight gets a warning: parity is then undefined near its holes (the
     three-axis vote repairs isolated columns, not large gaps).
@@ -218,7 +217,7 @@ def voxelize(
 
     if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer (cells), got {padding!r}")
-    mesh = _load_mesh(mesh_path)
+    mesh = _load_mesh(mesh)
     grid = _grid_for(np.asarray(mesh.bounds), resolution, int(padding))
     if not mesh.is_watertight:
         warnings.warn(
@@ -277,134 +276,6 @@ def check_occupancy_volume(volume: np.ndarray | torch.Tensor, name: str = "volum
     return out
 
 
-def _check_spacing(spacing: Sequence[float] | None, ndim: int = 3) -> tuple[float, ...] | None:
-    if spacing is None:
-        return None
-    try:
-        values = tuple(float(s) for s in spacing)
-    except (TypeError, ValueError):
-        raise TypeError(f"spacing must be {ndim} positive numbers (array order), got {spacing!r}") from None
-    if len(values) != ndim or not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(f"spacing must be {ndim} positive finite numbers (array order), got {spacing!r}")
-    return values
-
-
-def _default_lr(model: str, task: str) -> float | None:
-    """The tasks module's per-model rate when it exists (imported lazily: tasks imports this module)."""
-    try:
-        from .tasks import default_lr
-    except ImportError:
-        return None
-    try:
-        return float(default_lr(model, task))
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def _build_network(model: str, spatial_dims: int, model_kwargs: Mapping[str, Any] | None, seed: int):
-    from monai_nets import get_network
-
-    if not isinstance(model, str):
-        raise TypeError(f"model must be a registry name (str), got {type(model).__name__}")
-    kwargs = {} if model_kwargs is None else dict(model_kwargs)
-    for reserved in ("spatial_dims", "out_channels"):
-        if reserved in kwargs:
-            raise ValueError(f"model_kwargs must not set {reserved!r}; the task fixes it")
-    # Seeded initialisation without disturbing the caller's global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return get_network(model, spatial_dims=spatial_dims, out_channels=1, **kwargs)
-
-
-def fit_occupancy(
-    volume: np.ndarray | torch.Tensor,
-    *,
-    model: str = "nestnet",
-    model_kwargs: Mapping[str, Any] | None = None,
-    steps: int | None = DEFAULT_STEPS,
-    lr: float | None = None,
-    lr_decay: float = 0.1,
-    batch_size: int | None = DEFAULT_BATCH_SIZE,
-    device: str | torch.device | None = "auto",
-    seed: int = 0,
-    on_step: Callable[[StepInfo], bool | None] | None = None,
-    reference: np.ndarray | torch.Tensor | None = None,
-    time_budget_s: float | None = None,
-    preview_every: int | None = None,
-    spacing: Sequence[float] | None = None,
-    eval_every: int | None = None,
-) -> FitResult:
-    """Fit a coordinate network to a binary occupancy volume (binary cross-entropy on voxel batches).
-
-    The network maps voxel coordinates in [−1, 1] (the physically longest axis spans [−1, 1] when
-    ``spacing`` is given, so anisotropic volumes keep their aspect) to an inside/outside logit.
-
-    Args:
-        volume: ``(D, H, W)`` bool or 0/1 array (numpy or torch); never modified.
-        model: registry name (:func:`monai_nets.available_networks`).
-        model_kwargs: constructor arguments of that network.
-        steps: Adam steps (``None``: :data:`DEFAULT_STEPS`).
-        lr: learning rate (default: the tasks module's per-model rate, else the model's ``recommended_lr``).
-        lr_decay: factor the learning rate reaches at the last step.
-        batch_size: random voxels per step; volumes with no more voxels than this (or ``None``) are
-            fitted full-batch.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        seed: seeds the network's initialisation and the batch draws.
-        on_step: progress callback (see :func:`reconstruct.fit.fit`); return False to cancel.
-        reference: binary volume the IoU is measured against.  Default: ``volume`` itself — fitting
-            a given volume, the IoU says how faithfully the network represents it (the WIRE
-            occupancy protocol).
-        time_budget_s: stop after this many seconds.
-        preview_every: steps between renderings handed to ``on_step``.
-        spacing: voxel size in array order (e.g. a :class:`VoxelGrid`'s), for anisotropic volumes.
-        eval_every: steps between IoU evaluations, each a rendering of the whole volume (default
-            ``steps // 20``; on small batches these renderings can cost more than the training).
-
-    Returns:
-        :class:`~reconstruct.fit.FitResult`: ``output`` the occupancy probability ``(D, H, W)``
-        float32, ``metrics["iou"]`` at threshold 0.5, ``extras["spacing"]`` (or ``None``),
-        ``extras["threshold"]`` (0.5), ``extras["occupied_fraction"]`` of the input,
-        ``extras["parameters"]`` (the exact settings, JSON-able).
-    """
-    target = check_occupancy_volume(volume)
-    ref = target if reference is None else check_occupancy_volume(reference, "reference")
-    if ref.shape != target.shape:
-        raise ValueError(f"reference shape {ref.shape} differs from the volume's {target.shape}")
-    spacing_t = _check_spacing(spacing)
-    if steps is None:
-        steps = DEFAULT_STEPS
-    if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(
-                f"batch_size must be a positive integer or None (full batch), got {batch_size!r}"
-            )
-        batch_size = None if batch_size >= target.size else int(batch_size)
-    net = _build_network(model, 3, model_kwargs, seed)
-    if lr is None:
-        lr = _default_lr(model, "fit_occupancy")
-        if lr is None:
-            lr = float(getattr(net, "recommended_lr", 1e-3))
-    operator = OccupancyOperator(target.shape, 1, spacing_t)
-    result = fit(
-        net, operator, target[..., None], steps=steps, lr=lr, lr_decay=lr_decay, batch_size=batch_size,
-        seed=seed, device=device, on_step=on_step, time_budget_s=time_budget_s, reference=ref,
-        preview_every=preview_every, eval_every=eval_every,
-    )
-    result.output = result.output.astype(np.float32, copy=False)
-    result.extras.update(spacing=spacing_t, threshold=0.5, occupied_fraction=float(target.mean()))
-    result.extras["parameters"] = {
-        "task": "fit_occupancy", "model": model,
-        "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in (model_kwargs or {}).items()},
-        "steps": steps, "lr": float(lr), "lr_decay": lr_decay, "device": result.device, "seed": seed,
-        "time_budget_s": time_budget_s, "batch_size": batch_size, "eval_every": eval_every,
-        "spacing": None if spacing_t is None else list(spacing_t), "shape": list(target.shape),
-    }
-    return result
-
-
-# --------------------------------------------------------------------------- surfaces
-
-
 def extract_surface(
     volume_or_probability: np.ndarray | torch.Tensor | FitResult,
     level: float = 0.5,
@@ -430,7 +301,8 @@ def extract_surface(
     Returns:
         ``verts`` ``(V, 3)`` float32 in array-order physical coordinates and ``faces`` ``(F, 3)``
         int64, wound to face outwards (towards smaller values) with the array axes read as a
-        right-handed frame; :func:`export_surface` keeps them outward when it reorders to x, y, z.
+        right-handed frame; :func:`reconstruct.app.meshes.export_surface` keeps them outward when it
+        reorders to x, y, z.
     """
     from skimage.measure import marching_cubes
 
@@ -461,7 +333,7 @@ def extract_surface(
     if not (min(low, border) if closed else low) < level < high:
         raise ValueError(f"no surface at level {level}: the volume's values span [{low:g}, {high:g}]; "
                          "choose a level strictly inside that range")
-    spacing_t = _check_spacing(spacing) or (1.0, 1.0, 1.0)
+    spacing_t = check_spacing(spacing, 3) or (1.0, 1.0, 1.0)
     if origin is None:
         origin_t = np.zeros(3)
     else:
@@ -479,69 +351,3 @@ def extract_surface(
         verts = verts - np.asarray(spacing_t)
     verts = verts + origin_t
     return verts.astype(np.float32), faces.astype(np.int64)
-
-
-def export_surface(
-    path: str | os.PathLike,
-    verts: np.ndarray,
-    faces: np.ndarray,
-    *,
-    overwrite: bool = False,
-    array_order: bool = True,
-) -> Path:
-    """Write a triangle surface to ``.obj``, ``.ply`` or ``.stl`` atomically (temp file + rename).
-
-    Args:
-        path: output file; its suffix picks the format.
-        verts: ``(V, 3)`` vertex coordinates.
-        faces: ``(F, 3)`` vertex indices.
-        overwrite: replace an existing file (refused otherwise).
-        array_order: ``verts`` are in array order ``(z, y, x)`` as :func:`extract_surface` returns
-            them; they are written as ``(x, y, z)`` (and the triangles' winding reversed so normals
-            still face out), so the file overlays the mesh that was voxelised.  ``False`` writes
-            the coordinates as given.
-
-    Returns:
-        The path written.
-    """
-    import trimesh
-
-    target = Path(path).expanduser()
-    suffix = target.suffix.lower()
-    if suffix not in MESH_FORMATS:
-        raise ValueError(f"cannot write a surface as {suffix or 'a file without suffix'!r}; "
-                         f"use one of {', '.join(MESH_FORMATS)}")
-    v = np.asarray(verts, dtype=np.float64)
-    f = np.asarray(faces)
-    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-        raise ValueError(f"verts must be a non-empty (V, 3) array, got shape {v.shape}")
-    if not np.isfinite(v).all():
-        raise ValueError("verts contain NaN or Inf")
-    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or not np.issubdtype(f.dtype, np.integer):
-        raise ValueError(
-            f"faces must be a non-empty (F, 3) integer array, got shape {f.shape} dtype {f.dtype}"
-        )
-    if f.min() < 0 or f.max() >= len(v):
-        raise ValueError(f"faces index vertices outside 0..{len(v) - 1}")
-    if target.is_dir():
-        raise ValueError(f"{target} is a folder; give a file name ending in {', '.join(MESH_FORMATS)}")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"folder {target.parent} does not exist; create it first")
-    if array_order:
-        v, f = v[:, ::-1], f[:, ::-1]
-    mesh = trimesh.Trimesh(vertices=np.ascontiguousarray(v), faces=np.ascontiguousarray(f), process=False)
-    data = mesh.export(file_type=suffix[1:])
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target

@@ -25,27 +25,23 @@ the caller's ``model_kwargs``), in the same spirit as the per-model learning rat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .fit import FitResult, StepInfo, fit
 from .operators import Operator
 
 __all__ = [
-    "solve_convection",
     "exact_convection",
     "ConvectionOperator",
     "SpaceTimeNet",
     "SpaceTimeFeatures",
-    "build_model",
     "FEATURE_KINDS",
     "PINN_MODEL_DEFAULTS",
     "PINN_LEARNING_RATES",
-    "DEFAULT_STEPS",
     "X_RANGE",
     "T_RANGE",
 ]
@@ -56,8 +52,6 @@ X_RANGE = (0.0, TWO_PI)
 T_RANGE = (0.0, 1.0)
 #: Input maps of :class:`SpaceTimeFeatures`.
 FEATURE_KINDS = ("joint", "periodic", "raw")
-#: Default optimisation steps of :func:`solve_convection`.
-DEFAULT_STEPS = 1000
 
 #: Per-model constructor settings for the PINN, merged under ``model_kwargs``.  The joint features
 #: already oscillate at the solution's frequencies; each network's own input frequency is lowered
@@ -300,171 +294,3 @@ def _check_count(name: str, value: object, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
-
-
-def _default_lr(model: str) -> float | None:
-    """:data:`PINN_LEARNING_RATES`, else the tasks module's per-model PINN rate if it offers one.
-
-    Imported lazily: tasks imports this module.
-    """
-    key = model.strip().lower().replace("-", "_")
-    if key in PINN_LEARNING_RATES:
-        return PINN_LEARNING_RATES[key]
-    try:
-        from .tasks import default_lr
-    except ImportError:
-        return None
-    try:
-        return float(default_lr(model, "solve_convection"))
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def build_model(
-    model: str,
-    model_kwargs: Mapping[str, Any] | None,
-    features: SpaceTimeFeatures,
-    seed: int,
-) -> SpaceTimeNet:
-    """A registry network behind ``features``, initialised from ``seed`` (global RNG untouched)."""
-    from monai_nets import get_network, network_class
-
-    if not isinstance(model, str):
-        raise TypeError(f"model must be a registry name (str), got {type(model).__name__}")
-    network_class(model)  # one clear error for an unknown name
-    key = model.strip().lower().replace("-", "_")
-    kwargs = dict(PINN_MODEL_DEFAULTS.get(key, {}))
-    if model_kwargs is not None:
-        if not isinstance(model_kwargs, Mapping):
-            kind = type(model_kwargs).__name__
-            raise TypeError(f"model_kwargs must be a dict of constructor arguments, got {kind}")
-        kwargs.update(model_kwargs)
-    for reserved in ("spatial_dims", "out_channels"):
-        if reserved in kwargs:
-            raise ValueError(f"model_kwargs must not set {reserved!r}; the PINN's input features fix it")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        network = get_network(key, spatial_dims=features.out_features, out_channels=1, **kwargs)
-    return SpaceTimeNet(network, features, kwargs)
-
-
-def solve_convection(
-    beta: float,
-    *,
-    model: str = "nestnet",
-    model_kwargs: Mapping[str, Any] | None = None,
-    nx: int = 256,
-    nt: int = 100,
-    steps: int | None = DEFAULT_STEPS,
-    lr: float | None = None,
-    lr_decay: float = 0.1,
-    n_collocation: int = 1024,
-    n_initial: int = 256,
-    n_boundary: int = 128,
-    loss_weights: Sequence[float] = (1.0, 10.0, 1.0),
-    features: str = "joint",
-    x_frequencies: int = 2,
-    t_frequencies: int | None = None,
-    device: str | torch.device | None = "auto",
-    seed: int = 0,
-    on_step: Callable[[StepInfo], bool | None] | None = None,
-    reference: np.ndarray | torch.Tensor | None = None,
-    time_budget_s: float | None = None,
-    preview_every: int | None = None,
-) -> FitResult:
-    """Solve ``u_t + β u_x = 0`` on ``[0, 2π] × [0, 1]`` with ``u(x, 0) = sin x``, periodic in x, by a PINN.
-
-    Args:
-        beta: transport speed β (finite; 5 is easy, 30 is the hard case of the literature).
-        model: registry name of the network (:func:`monai_nets.available_networks`).
-        model_kwargs: constructor arguments, merged over :data:`PINN_MODEL_DEFAULTS`.
-        nx, nt: output grid: ``nx`` points over ``[0, 2π]`` and ``nt`` over ``[0, 1]``, ends included.
-        steps: Adam steps (one fresh collocation draw each; ``None``: :data:`DEFAULT_STEPS`).
-        lr: learning rate (default: :data:`PINN_LEARNING_RATES`, else the tasks module's per-model
-            rate, else the model's ``recommended_lr``).
-        lr_decay: factor the learning rate reaches at the last step.
-        n_collocation, n_initial, n_boundary: residual, initial-condition and boundary points per step.
-        loss_weights: ``(residual, initial, boundary)`` weights.
-        features: the input map, ``"joint"`` (default), ``"periodic"`` or ``"raw"``
-            (see :class:`SpaceTimeFeatures`).
-        x_frequencies: K of the joint features.
-        t_frequencies: M of the joint features; default ``max(4, ceil(|β| / π) + 2)`` so the
-            temporal modes reach the transport frequency β (the PDE's known coefficient, not the
-            solution).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        seed: seeds the network's initialisation and the collocation draws.
-        on_step: progress callback (see :func:`reconstruct.fit.fit`); return False to cancel.
-        reference: ``(nx, nt)`` solution the metrics compare against (default: the exact one).
-        time_budget_s: stop after this many seconds.
-        preview_every: steps between renderings handed to ``on_step``.
-
-    Returns:
-        :class:`~reconstruct.fit.FitResult` with ``output`` u on the ``(nx, nt)`` grid (float32),
-        ``metrics["rel_l2"]`` against ``reference``, and ``extras``: ``"exact"`` (nx, nt), ``"x"``
-        (nx,), ``"t"`` (nt,), ``"error"`` ``|u − exact|``, ``"beta"``, ``"features"``,
-        ``"loss_terms"`` (the last step's unweighted residual/initial/boundary terms),
-        ``"parameters"`` (the exact settings, JSON-able).
-
-    Measured (β = 5, 300 steps, 1,024 collocation points, 64 × 32 grid, H100): NestNet 0.012,
-    SIREN 0.004, MFN 0.008, FINER 0.017, WIRE 0.040, Gauss 0.067 with :data:`PINN_MODEL_DEFAULTS`;
-    NestNet at β = 20 and β = 30 reached 0.072 and 0.075 after 1,000 steps (1,024 points).
-
-    Example::
-
-        result = solve_convection(5.0, steps=300, nx=64, nt=32)
-        result.metrics["rel_l2"]   # about 0.03
-    """
-    beta = _check_beta(beta)
-    if steps is None:
-        steps = DEFAULT_STEPS
-    nx = _check_count("nx", nx, 2)
-    nt = _check_count("nt", nt, 2)
-    if t_frequencies is None:
-        t_frequencies = max(4, math.ceil(abs(beta) / math.pi) + 2)
-    feats = SpaceTimeFeatures(features, x_frequencies, t_frequencies)
-    operator = ConvectionOperator(
-        beta, nx, nt, n_collocation=n_collocation, n_initial=n_initial, n_boundary=n_boundary,
-        weights=loss_weights, seed=seed,
-    )
-    x = np.linspace(*X_RANGE, nx, dtype=np.float64)
-    t = np.linspace(*T_RANGE, nt, dtype=np.float64)
-    exact = exact_convection(beta, x, t)
-    if reference is None:
-        ref = exact
-    else:
-        ref = np.asarray(reference.detach().cpu() if isinstance(reference, torch.Tensor) else reference)
-        if ref.shape != (nx, nt):
-            raise ValueError(f"reference must have the grid's shape (nx, nt) = {(nx, nt)}, got {ref.shape}")
-    net = build_model(model, model_kwargs, feats, seed)
-    if lr is None:
-        lr = _default_lr(model)
-        if lr is None:
-            lr = net.recommended_lr
-    # fit wants a finite measurement; the initial condition on the x grid serves (only its device is used).
-    measurement = torch.from_numpy(np.sin(x).astype(np.float32)[:, None])
-    result = fit(
-        net, operator, measurement, steps=steps, lr=lr, lr_decay=lr_decay, seed=seed, device=device,
-        on_step=on_step, time_budget_s=time_budget_s, reference=ref, preview_every=preview_every,
-    )
-    result.extras.update(
-        exact=exact,
-        x=x.astype(np.float32),
-        t=t.astype(np.float32),
-        error=np.abs(result.output - exact).astype(np.float32),
-        beta=beta,
-        features=feats.kind,
-        loss_terms=dict(operator.last_terms),
-    )
-    result.extras["parameters"] = {
-        "task": "solve_convection", "model": model, "model_kwargs": _jsonable(net.network_kwargs),
-        "steps": steps, "lr": float(lr), "lr_decay": lr_decay, "device": result.device, "seed": seed,
-        "time_budget_s": time_budget_s, "beta": beta, "nx": nx, "nt": nt, "n_collocation": n_collocation,
-        "n_initial": n_initial, "n_boundary": n_boundary, "loss_weights": list(operator.weights),
-        "features": feats.kind, "x_frequencies": feats.x_frequencies, "t_frequencies": feats.t_frequencies,
-    }
-    return result
-
-
-def _jsonable(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Constructor arguments with tuples as lists (JSON round-trips them unchanged)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}

@@ -14,16 +14,16 @@ import torch
 trimesh = pytest.importorskip("trimesh")
 
 from monai_nets import get_fused_backend, set_fused_backend  # noqa: E402
+from reconstruct.app.meshes import export_surface, read_mesh  # noqa: E402
 from reconstruct.fit import FitResult  # noqa: E402
 from reconstruct.metrics import iou  # noqa: E402
 from reconstruct.occupancy import (  # noqa: E402
     VoxelGrid,
     check_occupancy_volume,
-    export_surface,
     extract_surface,
-    fit_occupancy,
     voxelize,
 )
+from reconstruct.tasks import fit_occupancy  # noqa: E402
 
 _REPO = Path(__file__).resolve().parents[2]
 # The benchmark data live beside the checkout (../shared) or inside it (shared/), never in git.
@@ -61,7 +61,7 @@ def test_voxelize_icosphere_matches_its_volume_fraction(tmp_path):
     mesh = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
     path = tmp_path / "sphere.obj"
     mesh.export(path)
-    volume, grid = voxelize(path, 32, return_grid=True)
+    volume, grid = voxelize(read_mesh(path), 32, return_grid=True)
     assert volume.dtype == np.bool_ and volume.shape == (32, 32, 32)
     assert grid == VoxelGrid((32, 32, 32), (0.0625,) * 3, (-1 + 0.03125,) * 3)
     expected = mesh.volume / 8.0  # the polyhedron's volume over its 2×2×2 bounding box
@@ -75,7 +75,7 @@ def test_voxelize_box_axis_order_and_padding(tmp_path):
     box = trimesh.creation.box(extents=(1.0, 2.0, 3.0))  # x, y, z
     path = tmp_path / "box.stl"
     box.export(path)
-    volume, grid = voxelize(str(path), 30, padding=2, return_grid=True)
+    volume, grid = voxelize(read_mesh(str(path)), 30, padding=2, return_grid=True)
     # Array order is (z, y, x); cubic cells of 3/30 = 0.1, two empty cells on every side.
     assert volume.shape == (34, 24, 14)
     assert grid.spacing == pytest.approx((0.1, 0.1, 0.1))
@@ -88,7 +88,7 @@ def test_voxelize_box_axis_order_and_padding(tmp_path):
 def test_voxelize_counts_tile_the_tight_box(tmp_path):
     path = tmp_path / "box.ply"
     trimesh.creation.box(extents=(1.0, 2.0, 3.0)).export(path)
-    volume, grid = voxelize(path, (10, 20, 40), return_grid=True)
+    volume, grid = voxelize(read_mesh(path), (10, 20, 40), return_grid=True)
     assert volume.shape == (10, 20, 40)
     assert grid.spacing == pytest.approx((0.3, 0.1, 0.025))
     low, high = grid.bounds
@@ -96,17 +96,23 @@ def test_voxelize_counts_tile_the_tight_box(tmp_path):
     assert volume.all()  # the box fills its own tight bounding box
 
 
-def test_voxelize_accepts_trimesh_and_rejects_bad_input(tmp_path):
+def test_voxelize_accepts_meshes_in_memory_and_rejects_bad_input(tmp_path):
     mesh = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
     assert voxelize(mesh, 4, padding=1).sum() == 4**3
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        voxelize(tmp_path / "missing.obj", 8)
-    bad = tmp_path / "broken.stl"
-    bad.write_bytes(b"\x00\x01 not a mesh at all")
-    with pytest.raises(ValueError, match="broken.stl"):
-        voxelize(bad, 8)
-    with pytest.raises(ValueError, match="folder"):
-        voxelize(tmp_path, 8)
+    assert voxelize(trimesh.Scene([mesh]), 4, padding=1).sum() == 4**3
+    assert voxelize((np.asarray(mesh.vertices), np.asarray(mesh.faces)), 4, padding=1).sum() == 4**3
+    path = tmp_path / "box.obj"
+    mesh.export(path)
+    for as_path in (path, str(path)):
+        with pytest.raises(TypeError, match="read_mesh") as info:
+            voxelize(as_path, 8)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="vertices"):
+        voxelize((np.zeros((4, 2)), np.zeros((1, 3), dtype=int)), 8)
+    with pytest.raises(ValueError, match="faces"):
+        voxelize((np.asarray(mesh.vertices), np.asarray(mesh.faces) + 100), 8)
+    with pytest.raises(ValueError, match="no triangles"):
+        voxelize(trimesh.Scene(), 8)
     with pytest.raises(ValueError, match="resolution"):
         voxelize(mesh, 1)
     with pytest.raises(ValueError, match="resolution"):
@@ -117,6 +123,22 @@ def test_voxelize_accepts_trimesh_and_rejects_bad_input(tmp_path):
         voxelize(mesh, 8, padding=-1)
     with pytest.raises(TypeError, match="mesh"):
         voxelize(42, 8)
+
+
+def test_read_mesh_reads_files_and_gives_one_line_errors(tmp_path):
+    path = tmp_path / "box.ply"
+    trimesh.creation.box(extents=(1.0, 2.0, 3.0)).export(path)
+    mesh = read_mesh(path)
+    assert isinstance(mesh, trimesh.Trimesh) and len(mesh.faces) == 12
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_mesh(tmp_path / "missing.obj")
+    bad = tmp_path / "broken.stl"
+    bad.write_bytes(b"\x00\x01 not a mesh at all")
+    with pytest.raises(ValueError, match="broken.stl") as info:
+        read_mesh(bad)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="folder"):
+        read_mesh(tmp_path)
 
 
 def test_voxelize_warns_on_open_mesh():
@@ -131,12 +153,13 @@ def test_voxelize_warns_on_open_mesh():
 def test_voxelize_spot_occupancy():
     if not SPOT.is_file():
         pytest.skip(f"benchmark mesh not present: {SPOT} (see data/meshes/README.md)")
+    spot = read_mesh(SPOT)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # watertight once vertices are merged by position: no warning
-        volume, grid = voxelize(SPOT, (32, 32, 32), return_grid=True)
+        volume, grid = voxelize(spot, (32, 32, 32), return_grid=True)
     assert volume.shape == (32, 32, 32)
     assert volume.mean() == pytest.approx(SPOT_README_OCCUPANCY, abs=0.02)
-    cubic = voxelize(SPOT, 32)
+    cubic = voxelize(spot, 32)
     assert max(cubic.shape) == 32 and 0.2 < cubic.mean() < 0.3
 
 

@@ -225,9 +225,11 @@ def no_torch_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("torch work started before the input was validated")
 
-    monkeypatch.setattr(tasks, "fit", forbidden)
-    monkeypatch.setattr(tasks, "get_network", forbidden)
-    monkeypatch.setattr(tasks, "Radon", forbidden)
+    from reconstruct.tasks import ct, runner
+
+    monkeypatch.setattr(runner, "fit", forbidden)
+    monkeypatch.setattr(runner, "get_network", forbidden)
+    monkeypatch.setattr(ct, "Radon", forbidden)
 
 
 GOOD = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
@@ -256,8 +258,8 @@ GOOD = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
         (lambda: fit_image(GOOD, device="tpu"), ValueError, "device"),
         (lambda: fit_image(GOOD, reference=np.zeros((4, 4))), ValueError, "reference shape"),
         (lambda: denoise(np.full((8, 8), 7, np.uint8)), ValueError, r"constant \(all values 7\)"),
-        (lambda: super_resolve(GOOD, scale=0), ValueError, "scale must be a positive integer"),
-        (lambda: super_resolve(GOOD, scale=2.5), ValueError, "scale must be a positive integer"),
+        (lambda: super_resolve(GOOD, scale=0), ValueError, r"scale must be an integer in \[1, inf\]; got 0"),
+        (lambda: super_resolve(GOOD, scale=2.5), TypeError, r"scale must be an integer in \[1, inf\]; got 2.5"),
         (lambda: super_resolve(GOOD, scale=2, reference=np.zeros((8, 8))), ValueError, "reference shape"),
         (lambda: simulate_misr_frames(np.ones((10, 10)) * GOOD[0, 1], [[0, 0]], [0], scale=4), ValueError,
          "does not divide"),
@@ -269,7 +271,8 @@ GOOD = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
         (lambda: super_resolve_multi(GOOD, shifts=[[0, 0]], rotations=[0]), ValueError, r"\(K, h, w\)"),
         (lambda: ct_reconstruct(np.ones((8, 5)) * GOOD[:, :5], np.arange(6.0)), ValueError,
          "5 angle columns but 6 angles"),
-        (lambda: ct_reconstruct(GOOD, np.arange(8.0), layout="radon"), ValueError, "unknown layout"),
+        (lambda: ct_reconstruct(GOOD, np.arange(8.0), layout="radon"), ValueError,
+         "layout must be one of torch, skimage"),
         (lambda: ct_reconstruct(np.stack([GOOD, GOOD]), np.arange(8.0)), ValueError, "2-D"),
         (lambda: ct_reconstruct(np.zeros((8, 8)), np.arange(8.0)), ValueError,
          r"sinogram is constant \(all values 0\.0\): nothing to reconstruct"),

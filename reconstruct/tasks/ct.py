@@ -1,0 +1,206 @@
+"""Parallel-beam CT: fit an image whose (filtered) Radon transform matches the sinogram."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..fit import FitResult, compute_metrics
+from ..operators import RadonOperator
+from ..radon import FILTER_NAMES, LAYOUTS, Radon, validate_sinogram
+from .common import as_array, normalisation
+from .runner import build_network, run_fit, run_parameters, task_function
+from .spec import DataInput, FitSettings, Param, TaskSpec
+
+__all__ = ["CT_RECONSTRUCT", "ct_reconstruct", "total_variation"]
+
+CT_RECONSTRUCT = TaskSpec(
+    name="ct_reconstruct", command="ct", title="CT reconstruction",
+    summary="CT reconstruction from a parallel-beam sinogram",
+    inputs=(DataInput("sinogram", "2-D sinogram (layout: skimage = detectors x angles, torch = angles x detectors)"),
+            DataInput("angles", "projection angles in degrees, one per projection", per_item=True)),
+    params=(
+        Param("layout", str, "skimage", "skimage = detectors x angles (skimage.transform.radon); torch = angles x "
+              "detectors", choices=LAYOUTS),
+        Param("output_size", int, None, "side of the square reconstruction (None: the detector count, as iradon)",
+              low=2, optional=True, units="pixels", gui_high=4096),
+        Param("filter_name", str, "ramp", "FBP filter of the classical baseline", choices=FILTER_NAMES,
+              flag="--filter"),
+        Param("tv_weight", float, 1e-3, "total-variation weight on the normalised image (0 = off)", low=0.0,
+              gui_high=10.0),
+        Param("data_filter", str, "ramp", "fit FBP-filtered sinograms with this filter (fast on fine detail); "
+              "None fits the sinogram itself (plain least squares)", choices=FILTER_NAMES, optional=True),
+        Param("circle", bool, True, "zero the reconstruction outside the inscribed circle, as iradon(circle=True)"),
+    ),
+    metrics=("psnr", "ssim"),
+    default_steps=300,  # (50-100 steps with the default ramp + TV recipe)
+    output_grid="detector",
+)
+
+
+def total_variation(field: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation of a channel-last field ``(*spatial, C)``: mean |forward difference| per axis."""
+    tv = field.new_zeros(())
+    for axis in range(field.ndim - 1):
+        tv = tv + torch.diff(field, dim=axis).abs().mean()
+    return tv
+
+
+class _FilteredRadon(RadonOperator):
+    """Radon operator whose data term compares FBP-filtered sinograms: ``‖F(A f) − F(y)‖²``.
+
+    The plain term ``‖A f − y‖²`` weights spatial frequency ω of the image by about ``1/|ω|`` (the
+    Radon transform's smoothing), so fine detail converges slowly.  Filtering both sides with the FBP
+    filter ``F`` (a ramp, optionally windowed) undoes that weighting: a preconditioned least squares
+    whose minimiser is the same for consistent data.
+    """
+
+    def __init__(self, *args: Any, data_filter: str = "ramp", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_filter = data_filter
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.radon.filter_sinogram(super().forward(f), self.data_filter)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(pred, self.radon.filter_sinogram(target, self.data_filter))
+
+
+def _circle_mask(n: int) -> np.ndarray:
+    """Pixels inside the reconstruction circle, as ``skimage.transform.iradon(circle=True)``."""
+    offset = np.arange(n) - n // 2
+    return (offset[:, None] ** 2 + offset[None, :] ** 2) <= (n // 2) ** 2
+
+
+
+@task_function(CT_RECONSTRUCT)
+def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: FitSettings, on_step: Any,
+                   reference: Any) -> FitResult:
+    """Parallel-beam CT: fit an image whose Radon transform matches the sinogram.
+
+    Args:
+        sinogram: 2-D sinogram; ``layout="skimage"`` is ``(detectors, angles)`` as returned by
+            ``skimage.transform.radon``, ``layout="torch"`` is ``(angles, detectors)``.
+        angles: projection angles in degrees (both layouts), one per projection.
+        layout: ``"skimage"`` or ``"torch"``.
+        output_size: side of the square reconstruction (default: the detector count, as ``iradon``).
+        filter_name: FBP filter for the baseline (``"ramp"``, ``"shepp-logan"``, ``"cosine"``,
+            ``"hamming"``, ``"hann"``).
+        tv_weight: weight of an (anisotropic) total-variation regulariser on the normalised image
+            (values ~[0, 1]); 0 turns it off.
+        data_filter: ``"ramp"`` (default) fits FBP-filtered sinograms ``‖F(A f) − F(y)‖²``, a
+            preconditioned data term that converges on fine detail in tens of steps instead of
+            hundreds; ``None`` fits the sinogram itself (plain least squares).
+
+    The default recipe (ramp data term + TV 1e-3) was chosen by measurement (60 views over 0–180°,
+    Shepp–Logan, NestNet, 300 steps on an H100; PSNR dB, FBP ramp for comparison):
+
+    ====================  ===========  ===========  =============
+    recipe                64², 1 %     64², clean   96², 1 % noise
+    ====================  ===========  ===========  =============
+    FBP                   27.9         28.3         27.8
+    plain MSE             30.1         31.3         31.3 (600 st.)
+    plain MSE + TV 1e-3   31.0         31.8
+    ramp                  24.9 (29.3)  34.6
+    ramp + TV 1e-3        **34.8**     **36.9**     **33.3**
+    ramp + TV 3e-3        29.5         29.3         29.1
+    hann                  27.0 (29.4)  33.0
+    ====================  ===========  ===========  =============
+
+    (final iterate; best iterate in brackets where it differs).  Without TV the ramp data term fits
+    the noise after ~30 steps; with TV it reaches its plateau in ~50–100 steps.  A TV weight 3× too
+    large costs ~5 dB: lower it for fine, low-contrast detail, raise it for noisier data.
+        circle: zero the reconstruction outside the inscribed circle, as ``iradon(circle=True)``
+            (applied to ``output``, ``best.output`` and previews; per-step history metrics use the
+            full square).
+        reference: ground-truth image ``(output_size, output_size)`` for metrics.
+        Others: see the module docstring.
+
+    Returns:
+        FitResult: ``output`` the image in the sinogram's units (attenuation per pixel);
+        ``extras["fbp"]`` the filtered back-projection, ``extras["fbp_metrics"]`` with a reference.
+    """
+    layout, filter_name, data_filter = params["layout"], params["filter_name"], params["data_filter"]
+    tv_weight, circle = params["tv_weight"], params["circle"]
+    sino = as_array(sinogram, "sinogram")
+    if sino.ndim != 2:
+        axes = "detectors × angles" if layout == "skimage" else "angles × detectors"
+        raise ValueError(f"sinogram must be 2-D ({axes}); got shape {tuple(sino.shape)}; reconstruct one slice "
+                         "at a time")
+    validate_sinogram(sino, angles, layout=layout)
+    angles_deg = np.asarray(angles.detach().cpu() if isinstance(angles, torch.Tensor) else angles,
+                            dtype=np.float64).reshape(-1).copy()
+    sino = sino.astype(np.float32)
+    if layout == "skimage":
+        sino = np.ascontiguousarray(sino.T)
+    n_angles, det_count = sino.shape
+    size = det_count if params["output_size"] is None else params["output_size"]
+    sino_norm = normalisation(sino, "sinogram", what="reconstruct")
+    ref = None
+    if reference is not None:
+        ref = as_array(reference, "reference")
+        if ref.shape != (size, size):
+            raise ValueError(f"reference shape {tuple(ref.shape)} differs from the output shape {(size, size)}; "
+                             "pass the ground-truth image on the reconstruction grid")
+
+    angles_rad = np.deg2rad(angles_deg)
+    radon = Radon(size, angles_rad, det_count=det_count)
+    with torch.no_grad():
+        fbp = radon.fbp(torch.from_numpy(sino.astype(np.float64)), filter_name=filter_name, circle=circle)
+    fbp = fbp.numpy().astype(np.float32)
+    # The network fits image / image_scale (values ~[0, 1]) against sinogram / sino_scale (max |y| = 1):
+    # RadonOperator divides its projection by scale = sino_scale / image_scale to match.
+    sino_scale = float(np.abs(sino).max())
+    image_scale = float(np.percentile(np.abs(fbp), 99.9))
+    if not image_scale > 0:
+        image_scale = sino_scale / det_count
+    if data_filter is None:
+        operator = RadonOperator(size, angles_rad, det_count=det_count, scale=sino_scale / image_scale)
+    else:
+        operator = _FilteredRadon(size, angles_rad, det_count=det_count, scale=sino_scale / image_scale,
+                                  data_filter=data_filter)
+    measurement = (sino / sino_scale).astype(np.float32)  # RadonOperator predicts (angles, detectors)
+    mask = _circle_mask(size) if circle else np.ones((size, size), bool)
+
+    def to_output(values: np.ndarray) -> np.ndarray:
+        return (np.asarray(values, dtype=np.float32).reshape(size, size) * image_scale * mask).astype(np.float32)
+
+    fit_ref, data_range, data_range_orig = None, 1.0, None
+    if ref is not None:
+        ref_norm = normalisation(ref, "reference", allow_constant=True)
+        data_range_orig = ref_norm.scale if ref_norm.method != "constant" else image_scale
+        fit_ref = (ref / image_scale).astype(np.float32)
+        data_range = data_range_orig / image_scale
+
+    regularizer = None
+    if tv_weight > 0:
+        weight = float(tv_weight)
+
+        def regularizer(field: torch.Tensor) -> torch.Tensor:
+            return weight * total_variation(field)
+
+    network, net_kwargs = build_network(CT_RECONSTRUCT, fit, 2, 1, (size, size))
+    result = run_fit(fit, network, operator, measurement, on_step=on_step, to_output=to_output, reference=fit_ref,
+                     data_range=data_range, regularizer=regularizer)
+    result.extras["fbp"] = fbp
+    if ref is not None:
+        names = operator.metric_names
+        ref32 = ref.astype(np.float32)
+        # Final and best metrics on the circle-masked images, the same pixels FBP is scored on.
+        result.metrics = compute_metrics(names, result.output, ref32, data_range_orig)
+        if result.best is not None and result.best.output is not None:
+            result.best.metrics = compute_metrics(names, result.best.output, ref32, data_range_orig)
+        result.extras["fbp_metrics"] = compute_metrics(names, fbp, ref32, data_range_orig)
+    result.extras["normalisation"] = {
+        "sinogram_scale": sino_scale,
+        "image_scale": image_scale,
+        "operator_scale": sino_scale / image_scale,
+        "sinogram_dtype": sino_norm.dtype,
+        "metric_data_range": data_range_orig,
+    }
+    result.extras["parameters"] = run_parameters(
+        CT_RECONSTRUCT, fit, net_kwargs, {**params, "output_size": size}, angles_deg=angles_deg.tolist(),
+        det_count=det_count)
+    return result
