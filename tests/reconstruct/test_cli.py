@@ -102,7 +102,8 @@ def test_sr_simulate_scores_against_the_input(tmp_path, capsys):
     assert code == 0, err
     assert np.load(tmp_path / "hr_sr4x.npy").shape == (16, 16)
     rec = record_of(tmp_path / "hr_sr4x.json")
-    assert rec["simulated_lowres"] is True and "psnr" in rec["metrics"] and "bicubic_metrics" in rec
+    assert rec["simulated_lowres"] is True and "psnr" in rec["metrics"]
+    assert set(rec["baselines"]["bicubic"]) == {"psnr", "ssim"}
     assert "bicubic:" in out
 
 
@@ -140,7 +141,7 @@ def test_ct_skimage_layout_with_reference(ct_files, capsys):
     assert code == 0, err
     assert np.load(folder / "sino_recon.npy").shape == (17, 17)
     rec = record_of(folder / "sino_recon.json")
-    assert set(rec["fbp_metrics"]) == {"psnr", "ssim"}
+    assert set(rec["baselines"]["fbp"]) == {"psnr", "ssim"} and rec["best"]["oracle"] is True
     assert rec["parameters"]["angles_deg"] == pytest.approx(np.linspace(0, 180, 12, endpoint=False).tolist())
     assert rec["parameters"]["data_filter"] == "ramp" and rec["parameters"]["tv_weight"] == 1e-3
     assert "FBP:" in out
@@ -200,7 +201,7 @@ def test_demo_prints_psnr_and_writes_figure(tmp_path, capsys):
     figure, _ = read_image(out / "ct_demo.png")
     assert figure.ndim == 3 and figure.shape[1] > 2 * figure.shape[0]  # three panels side by side
     rec = record_of(out / "ct_demo.json")
-    assert set(rec["fbp_metrics"]) == {"psnr", "ssim"} and set(rec["metrics"]) == {"psnr", "ssim"}
+    assert set(rec["baselines"]["fbp"]) == {"psnr", "ssim"} and set(rec["metrics"]) == {"psnr", "ssim"}
     assert np.load(out / "ct_demo_nestnet.npy").shape == (24, 24)
     assert run(capsys, *args)[0] == 0  # re-running the demo replaces its own outputs
 
@@ -287,5 +288,9 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert code == 2 and "not valid JSON" in err
     code, _, err = run(capsys, "fit-image", tmp_path / "a.npy", "--model", "resnet")
     assert code == 2 and "invalid choice" in err
+    code, _, err = run(capsys, "ct", tmp_path / "a.npy", "--tv-weight", "-1")
+    assert code == 2 and "tv_weight must be a finite number in [0, inf]" in err
+    code, _, err = run(capsys, "ct", tmp_path / "a.npy", "--data-filter", "gauss")
+    assert code == 2 and "data_filter must be one of ramp" in err
     code, _, err = run(capsys, "misr", tmp_path / "a.npy", *SMALL)
     assert_one_line_error(code, err, "--shifts")
