@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from reconstruct.batch import (
+    BATCH_TASKS,
     SUMMARY_NAME,
     BatchItem,
     BatchSummary,
@@ -28,8 +29,9 @@ from reconstruct.batch import (
     run_batch,
     write_phantom_sinograms,
 )
-from reconstruct.io import read_image, write_image
+from reconstruct.io import ImageMeta, read_image, write_image
 from reconstruct.metrics import psnr
+from reconstruct.tasks import SPECS, Param, get_spec
 
 # tiny fits: 32 x 32 phantoms and a small network, about a second per item on one core (22.9-25.5 dB)
 FAST = {"steps": 100, "model_kwargs": {"hidden_channels": [64, 64]}, "device": "cpu"}
@@ -127,25 +129,43 @@ def test_collect_folders_globs_manifest(tmp_path):
     assert len(items) == 2
     assert items[0].angles == str(tmp_path / "angles.txt") and items[0].reference is None
     assert items[1].angles == "0:180:9" and items[1].reference == str(tmp_path / "b" / "scan.nii.gz")
+    assert items[1].inputs == {"angles": "0:180:9"} and items[1].params == {}
 
     with pytest.raises(FileNotFoundError, match="no such file"):
         collect_items([tmp_path / "missing.nii.gz"])
-    with pytest.raises(ValueError, match="matched no image files"):
+    with pytest.raises(ValueError, match="matched no input files"):
         collect_items([str(tmp_path / "*.nrrd")])
-    (tmp_path / "bad.csv").write_text("file,angles\nx.nii.gz,0:1:1\n")
+    (tmp_path / "bad.csv").write_text("angles,steps\n0:1:1,3\n")
     with pytest.raises(ValueError, match="no 'path' column"):
         collect_items([tmp_path / "bad.csv"])
+    (tmp_path / "odd.csv").write_text("path,file\nx.nii.gz,y\n")
+    with pytest.raises(ValueError, match="unknown columns.*'file'"):
+        collect_items([tmp_path / "odd.csv"])
+    # a task's manifest: its columns only (scale is not a CT parameter), options by name or flag
+    (tmp_path / "sr.csv").write_text("path,scale\na/scan.nii.gz,2\n")
+    with pytest.raises(ValueError, match="unknown columns.*'scale'"):
+        collect_items([tmp_path / "sr.csv"], task="ct")
+    assert collect_items([tmp_path / "sr.csv"], task="sr")[0].params == {"scale": "2"}
+    (tmp_path / "ct.csv").write_text("path,filter,Tv-Weight,name\na/scan.nii.gz,hann,0,first\n")
+    (item,) = collect_items([tmp_path / "ct.csv"], task="ct")
+    assert item.name == "first" and item.params == {"filter_name": "hann", "tv_weight": "0"}
 
 
 def test_bad_run_arguments_fail_before_anything_runs(tmp_path, ct_data):
     with pytest.raises(ValueError, match="unknown batch task"):
         run_batch("segment", [ct_data / "sino_000.nii.gz"], tmp_path / "o1")
-    with pytest.raises(ValueError, match="unknown parameters.*scale"):
+    with pytest.raises(TypeError, match="unknown parameters.*scale"):
         run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o2", params={"scale": 2})
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match="model must be one of"):
         run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o3", params={"model": "resnet"})
     with pytest.raises(ValueError, match="steps"):
         run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o4", params={"steps": 0})
+    # validated by the spec: the same one-line messages as the task functions
+    for bad, message in (({"tv_weight": -1.0}, "tv_weight must be"), ({"data_filter": "box"}, "data_filter must be"),
+                         ({"circle": "maybe"}, "circle must be"), ({"angles": "0:180:x"}, "start:stop:count"),
+                         ({"model_kwargs": {"width": 3}}, "has no argument 'width'")):
+        with pytest.raises((TypeError, ValueError), match=message):
+            run_batch("ct", [ct_data / "sino_000.nii.gz"], tmp_path / "o4", params=bad)
     with pytest.raises(ValueError, match="inside the input"):
         run_batch("ct", [ct_data], ct_data / "recon")
     with pytest.raises(ValueError, match="scheduler"):
@@ -163,7 +183,12 @@ def test_param_hash_tracks_parameters_and_input(tmp_path):
     base = param_hash("ct", {"steps": 10, "device": "cpu"}, item)
     assert base == param_hash("ct", {"steps": 10, "device": "cuda"}, item)  # where it runs does not matter
     assert base != param_hash("ct", {"steps": 11, "device": "cpu"}, item)
-    assert base != param_hash("ct", {"steps": 10}, BatchItem(str(path), "x", angles="0:180:4"))
+    assert base != param_hash("ct", {"steps": 10}, BatchItem(str(path), "x", inputs={"angles": "0:180:4"}))
+    # the values an item runs with decide, not where they were given: run value, item override or default
+    override = BatchItem(str(path), "x", params={"steps": "11"})
+    assert param_hash("ct", {"steps": 10}, override) == param_hash("ct", {"steps": 11}, item)
+    assert param_hash("ct", {}, item) == param_hash("ct", {"tv_weight": 1e-3, "steps": 300}, item)
+    assert param_hash("ct", {}, item) != param_hash("ct", {"data_filter": None}, item)
     os.utime(path, ns=(1, 1))  # the input changed
     assert base != param_hash("ct", {"steps": 10, "device": "cpu"}, item)
 
@@ -185,14 +210,23 @@ def test_cli_parser_and_usage_errors(tmp_path, capsys):
     assert isinstance(batch_parser, argparse.ArgumentParser)
     args = parser.parse_args(["batch", "ct", "a.nii.gz", "b/", "--out", "o", "--angles", "0:180:45", "--steps", "7",
                               "--scheduler", "sequential", "--model-kwargs", '{"hidden_channels": [8, 8]}'])
-    assert args.func.__name__ == "run_batch_command"
+    assert args.func.__name__ == "run_batch_command" and args.task == "ct"
     assert args.inputs == ["a.nii.gz", "b/"] and args.steps == 7 and args.model_kwargs == {"hidden_channels": [8, 8]}
-    with pytest.raises(SystemExit) as exc:  # a usage error is not "2 items failed"
-        parser.parse_args(["batch", "ct", "a.nii.gz"])
-    assert exc.value.code == 126
-    # an option of another task, and a missing input: the run cannot start
-    args = parser.parse_args(["batch", "denoise", str(tmp_path), "--out", str(tmp_path / "o"), "--angles", "0:1:1"])
-    assert args.func(args) == 126
+    assert not hasattr(args, "tv_weight")  # not given: the task's default
+    args = parser.parse_args(["batch", "ct", "a.nii.gz", "--out", "o", "--data-filter", "none", "--no-circle",
+                              "--filter", "hann", "--time-budget", "5"])
+    assert args.data_filter is None and args.circle is False and args.filter_name == "hann"
+    assert args.time_budget_s == 5.0
+    # usage errors are not "2 items failed": a missing --out, an option of another task, a bad value or task
+    for argv in (["batch", "ct", "a.nii.gz"], ["batch", "denoise", "a.png", "--out", "o", "--angles", "0:1:1"],
+                 ["batch", "ct", "a.nii.gz", "--out", "o", "--tv-weight", "-1"],
+                 ["batch", "ct", "a.nii.gz", "--out", "o", "--layout", "matlab"],
+                 ["batch", "segment", "a.png", "--out", "o"], ["batch"]):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        assert exc.value.code == 126, argv
+    assert "tv_weight must be a finite number in [0, inf]" in capsys.readouterr().err
+    # a missing input: the run cannot start
     args = parser.parse_args(["batch", "ct", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "o")])
     assert args.func(args) == 126
     assert "no such file" in capsys.readouterr().err
@@ -231,13 +265,22 @@ def test_sequential_run_resume_and_faults(tmp_path, ct_data):
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
 
     record = json.loads((out / "sino_000.json").read_text())
-    assert record["status"] == "ok" and record["task"] == "ct"
-    assert record["parameters"]["steps"] == FAST["steps"] and record["parameters"]["angles"] == "0:180:45"
+    assert record["status"] == "ok" and record["command"] == "ct" and record["task"] == "ct_reconstruct"
+    assert record["parameters"]["steps"] == FAST["steps"] and record["inputs"]["angles"] == "0:180:45"
+    # every parameter the task ran with, defaults included (the spec's, not a copy of them)
+    spec = get_spec("ct")
+    assert record["parameters"]["tv_weight"] == spec.param("tv_weight").default == 1e-3
+    assert record["parameters"]["data_filter"] == spec.param("data_filter").default == "ramp"
+    assert {p.name for p in spec.params} <= set(record["parameters"])
+    assert record["parameters"]["angles_deg"] == pytest.approx(np.linspace(0, 180, 45, endpoint=False).tolist())
     assert set(record["versions"]) >= {"torch", "monai", "napari-nestnet"}
-    assert record["metrics"]["psnr"] > PSNR_BAR and record["seconds"] > 0
-    assert record["input"]["path"] == str(ct_data / "sino_000.nii.gz")
+    assert record["metrics"]["psnr"] > PSNR_BAR and record["seconds"] > 0 and record["wall_seconds"] > 0
+    assert record["baselines"]["fbp"]["psnr"] > 0 and record["best"]["oracle"] is True
+    assert record["input"]["path"] == str(ct_data / "sino_000.nii.gz") and record["input"]["size"] > 0
+    assert record["record_version"] >= 2 and record["param_hash"] == summary.items[0].param_hash
+    assert record["output_meta"]["spacing"] == pytest.approx([PIXEL, PIXEL], rel=1e-5)
     odd = json.loads((out / "odd.json").read_text())
-    assert odd["parameters"]["angles"] == str(tmp_path / "item_angles.txt")
+    assert odd["inputs"]["angles"] == str(tmp_path / "item_angles.txt")
     failed = json.loads((out / "broken.json").read_text())
     assert failed["status"] == "failed" and failed["reason"] == broken.reason
 
@@ -278,6 +321,176 @@ def test_bad_item_contents_are_isolated(tmp_path, ct_data):
     assert all("\n" not in r and "Traceback" not in r for r in reasons)
 
 
+def test_manifest_overrides_are_parsed_and_validated_per_item(tmp_path, ct_data):
+    """Any batch parameter may be a manifest column: parsed by the spec per item; a bad value fails that item."""
+    text = ("path,angles,steps,tv_weight,data_filter,filter\n"
+            f"{ct_data / 'sino_000.nii.gz'},0:180:45,3,0,none,hann\n"
+            f"{ct_data / 'sino_001.nii.gz'},0:180:45,,,,\n"
+            f"{ct_data / 'sino_002.nii.gz'},0:180:45,2,-1,,\n")
+    (tmp_path / "m.csv").write_text(text)
+    out = tmp_path / "out"
+    summary = run_batch("ct", [tmp_path / "m.csv"], out, params={**FAST, "steps": 2}, scheduler="sequential",
+                        progress=False)
+    assert [r.status for r in summary.items] == ["ok", "ok", "failed"]
+    assert "tv_weight must be" in summary.items[2].reason
+    first, second = (json.loads((out / f"sino_00{i}.json").read_text())["parameters"] for i in (0, 1))
+    assert (first["steps"], first["tv_weight"], first["data_filter"], first["filter_name"]) == (3, 0.0, None, "hann")
+    assert (second["steps"], second["tv_weight"], second["data_filter"], second["filter_name"]) == (2, 1e-3, "ramp",
+                                                                                                    "ramp")
+    assert json.loads((out / "sino_000.json").read_text())["overrides"]["tv_weight"] == "0"
+
+
+def test_help_of_a_task_lists_its_spec_options(capsys):
+    parser = argparse.ArgumentParser(prog="nestnet")
+    add_batch_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["batch", "ct", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    tv = get_spec("ct").param("tv_weight")
+    assert f"--tv-weight TV_WEIGHT {tv.help} (default: 0.001)" in text  # the value the task applies
+    assert "--data-filter {ramp,shepp-logan,cosine,hamming,hann,none}" in text and "--circle, --no-circle" in text
+    assert "--angles SPEC" in text and "--time-budget TIME_BUDGET_S" in text and "steps: 300 unless" in text
+    assert "--scale" not in text and "--beta" not in text and "--resolution" not in text  # only CT's options
+    for command in BATCH_TASKS:
+        with pytest.raises(SystemExit):
+            parser.parse_args(["batch", command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        spec = get_spec(command)
+        for p in spec.params_for("batch"):
+            assert p.cli_flag in text, (command, p.name)
+        for p in spec.params:
+            if "batch" not in p.doors:
+                assert f"{p.cli_flag} " not in text, (command, p.name)
+
+
+def test_a_new_parameter_reaches_batch_with_one_edit(monkeypatch, tmp_path):
+    """A Param added to a spec is a `nestnet batch` option and a manifest column, validated by the spec."""
+    import dataclasses
+
+    from reconstruct.app.batch.params import check_run_params
+
+    extra = Param("new_knob", float, 0.25, "a parameter added in one place", low=0.0)
+    spec = dataclasses.replace(SPECS["denoise"], params=(*SPECS["denoise"].params, extra))
+    monkeypatch.setitem(SPECS, "denoise", spec)
+    parser = argparse.ArgumentParser(prog="nestnet")
+    add_batch_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["batch", "denoise", "x.png", "--out", "o", "--new-knob", "0.5"])
+    assert args.new_knob == 0.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["batch", "denoise", "x.png", "--out", "o", "--new-knob", "-1"])
+    assert check_run_params(spec, {"new_knob": "0.75"}) == {"new_knob": 0.75}
+    with pytest.raises(ValueError, match="new_knob must be"):
+        check_run_params(spec, {"new_knob": -1.0})
+    write_image(tmp_path / "x.nii.gz", np.zeros((4, 4), np.float32))
+    (tmp_path / "m.csv").write_text("path,new_knob\nx.nii.gz,0.5\n")
+    assert collect_items([tmp_path / "m.csv"], task="denoise")[0].params == {"new_knob": "0.5"}
+
+
+# ------------------------------------------------------------------------------------------------
+# every task through `nestnet batch` (sequential, tiny sizes, 2 steps)
+# ------------------------------------------------------------------------------------------------
+
+TINY = ["--steps", "2", "--model-kwargs", '{"hidden_channels": [16, 16]}', "--device", "cpu",
+        "--scheduler", "sequential", "--no-progress"]
+
+
+def _smooth(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return (0.5 + 0.4 * np.sin(xx / 2.0) * np.cos(yy / 3.0)).astype(np.float32)
+
+
+def _task_inputs(command: str, folder: Path) -> tuple[list[str], list[str]]:
+    """``(inputs, extra options)`` of a tiny run of ``command``."""
+    meta = ImageMeta((0.5, 0.25), (3.0, -2.0), (1.0, 0.0, 0.0, 1.0))
+    if command == "fit-image":
+        write_image(folder / "img.png", (_smooth(12, 10) * 255).astype(np.uint8))
+        return [str(folder / "img.png")], []
+    if command == "denoise":
+        clean = _smooth(12, 10)
+        write_image(folder / "noisy.nii.gz", clean + 0.05 * np.random.default_rng(0).standard_normal((12, 10)), meta)
+        write_image(folder / "clean.nii.gz", clean, meta)
+        (folder / "m.csv").write_text("path,reference\nnoisy.nii.gz,clean.nii.gz\n")
+        return [str(folder / "m.csv")], []
+    if command == "sr":
+        write_image(folder / "low.nii.gz", _smooth(6, 5), meta)
+        return [str(folder / "low.nii.gz")], ["--scale", "2"]
+    if command == "misr":
+        np.save(folder / "frames.npy", np.stack([_smooth(6, 6), _smooth(6, 6)[::-1].copy(), _smooth(6, 6).T.copy()]))
+        np.savetxt(folder / "shifts.txt", [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        np.savetxt(folder / "rotations.txt", [0.0, 0.05, -0.05])
+        (folder / "m.csv").write_text("path,shifts,rotations\nframes.npy,shifts.txt,rotations.txt\n")
+        return [str(folder / "m.csv")], ["--scale", "2"]
+    if command == "ct":
+        write_phantom_sinograms(folder, count=1, size=16, n_angles=12, pixel_size=0.5)
+        return [str(folder / "manifest.csv")], ["--data-filter", "none", "--tv-weight", "0"]
+    if command == "occupancy":
+        import trimesh
+
+        trimesh.creation.icosphere(subdivisions=1).export(folder / "ball.obj")
+        volume = np.zeros((6, 6, 6), np.uint8)
+        volume[1:5, 2:5, 1:4] = 1
+        write_image(folder / "labels.nii.gz", volume)
+        return [str(folder / "ball.obj"), str(folder / "labels.nii.gz")], ["--resolution", "6"]
+    assert command == "pinn"
+    (folder / "betas.csv").write_text("beta,nx\n5,12\n2.5,\n")
+    return [str(folder / "betas.csv")], ["--nx", "10", "--nt", "6", "--n-collocation", "32"]
+
+
+@pytest.mark.parametrize("command", list(BATCH_TASKS))
+def test_every_task_runs_through_nestnet_batch(tmp_path, command, capsys):
+    assert set(BATCH_TASKS) == {s.command for s in SPECS.values()}
+    parser = argparse.ArgumentParser(prog="nestnet")
+    add_batch_parser(parser.add_subparsers(dest="command"))
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    inputs, extra = _task_inputs(command, data)
+    args = parser.parse_args(["batch", command, *inputs, "--out", str(out), *TINY, *extra])
+    assert args.func(args) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(out / SUMMARY_NAME, newline="")))
+    assert rows and all(r["status"] == "ok" for r in rows)
+    spec = get_spec(command)
+    for row in rows:
+        record = json.loads(Path(row["record"]).read_text())
+        assert record["status"] == "ok" and record["task"] == spec.name and record["command"] == command
+        assert record["parameters"]["steps"] == 2 and record["steps_run"] == 2
+        assert record["parameters"]["model_kwargs"]["hidden_channels"] == [16, 16]
+        assert {p.name for p in spec.params_for("batch")} <= set(record["parameters"])
+        arr, meta = read_image(row["output"])
+        assert list(arr.shape) == record["output_shape"] and np.isfinite(arr.astype(np.float64)).all()
+        if command == "fit-image":
+            assert arr.dtype == np.uint8 and arr.shape == (12, 10)
+        if command == "denoise":
+            assert meta.spacing == pytest.approx((0.5, 0.25)) and "psnr" in record["metrics"]
+        if command == "sr":  # the shared rule: scale times finer, the same area
+            assert arr.shape == (12, 10) and meta.spacing == pytest.approx((0.25, 0.125))
+            assert meta.origin == pytest.approx((3.0 - 0.125, -2.0 - 0.0625))
+        if command == "misr":
+            assert arr.shape == (12, 12) and record["parameters"]["rotations"] == pytest.approx([0.0, 0.05, -0.05])
+        if command == "ct":
+            assert record["parameters"]["data_filter"] is None and record["parameters"]["tv_weight"] == 0.0
+            assert arr.shape == (16, 16) and meta.spacing == pytest.approx((0.5, 0.5))
+            assert set(record["metrics"]) == {"psnr", "ssim"}
+        if command == "occupancy":
+            assert arr.ndim == 3 and arr.dtype == np.float32 and "iou" in record["metrics"]
+            if row["input"].endswith(".obj"):
+                assert record["options"] == {"resolution": 6, "padding": 1} and max(arr.shape) == 6 + 2
+        if command == "pinn":
+            assert record["inputs"] == {"reference": None} and "rel_l2" in record["metrics"]
+    if command == "pinn":
+        assert [r["name"] for r in rows] == ["beta5", "beta2p5"]
+        u, meta = read_image(out / "beta5.npz")
+        assert u.shape == (12, 6) and meta.spacing == pytest.approx((1 / 5, 2 * np.pi / 11))
+        assert read_image(out / "beta2p5.npz")[0].shape == (10, 6)
+        # no manifest: one item from the options
+        args = parser.parse_args(["batch", "pinn", "--out", str(tmp_path / "one"), "--beta", "3", *TINY, *extra])
+        assert args.func(args) == 0 and (tmp_path / "one" / "beta3.npz").is_file()
+    # resumed: all skipped
+    args = parser.parse_args(["batch", command, *inputs, "--out", str(out), *TINY, *extra])
+    assert args.func(args) == 0
+    assert f"{len(rows)} skipped" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------------
 # Dask: the embedded local cluster, and an external scheduler with a worker killed mid-run
 # ------------------------------------------------------------------------------------------------
@@ -295,7 +508,7 @@ def test_cli_on_the_local_cluster(tmp_path, ct_data, capsys):
     assert "2 items - 2 done, 0 skipped, 0 failed" in capsys.readouterr().err
     records = [json.loads((out / f"sino_00{i}.json").read_text()) for i in range(2)]
     assert {r["worker"] for r in records} <= {"0", "1"}  # ran on the cluster's worker processes, not in this one
-    from reconstruct.runtime import tcmalloc_path
+    from reconstruct.app.runtime import tcmalloc_path
 
     if tcmalloc_path() and os.environ.get("NESTNET_ALLOCATOR", "") not in ("system", "glibc"):
         assert {r["allocator"] for r in records} == {"tcmalloc"}  # preloaded before the workers started

@@ -70,3 +70,8 @@ def test_bundle_runs_pipeline_and_batch(tmp_path):
         np.testing.assert_allclose(piped, batched, atol=1e-6)
         record = json.loads((tmp_path / "batch" / f"sino_00{i}.json").read_text())
         assert record["metrics"]["psnr"] == pytest.approx(m["metrics"]["psnr"], abs=0.05)
+        # both front doors ran the same task with the same parameters, every one of them recorded
+        assert record["status"] == "ok" and record["task"] == "ct_reconstruct" and record["command"] == "ct"
+        assert record["parameters"] == m["parameters"]
+        assert record["parameters"]["tv_weight"] == 1e-3 and record["parameters"]["data_filter"] == "ramp"
+        assert record["parameters"]["model_kwargs"]["hidden_channels"] == [128, 128]
