@@ -150,9 +150,9 @@ def pinn_screenshot(viewer, steps: int, width: int) -> None:
     viewer.window.add_dock_widget(panel, name="PINN convection", area="right")
     panel._steps.value = steps
     panel._width.value = width
-    panel._beta.value = 5.0
+    panel.field("beta").value = 5.0
     _run(panel, timeout_s=1800)
-    panel._profile.set_time_index(int(panel._nt.value * 0.75))
+    panel._profile.set_time_index(int(panel.field("nt").value * 0.75))
     grid = _grid(viewer)
     grid.enabled = True
     grid.shape = (1, 3)

@@ -1,33 +1,37 @@
-"""What every task panel shares: the common fields, Run/Cancel, the worker thread, progress, result layers.
+"""What every task panel shares: the generated fields, Run/Cancel, the worker thread, progress, result layers.
 
-A panel only collects parameters and shows results; the numerics are ``reconstruct.tasks``.  Run
-builds a :class:`Job` on the main thread (where every input is checked and copied, so the layer is
-never touched and a bad input is one notification line), then runs the task in a napari
-``thread_worker``.  The task's ``on_step`` callback runs on the worker thread: it relays a
-throttled stream of :class:`reconstruct.fit.StepInfo` to the main thread through a Qt signal
-(queued across threads) and returns ``False`` once Cancel was pressed, which makes the task stop
-and return the result so far.  Exceptions never leave the worker: they come back as a value and
-become a one-line error notification.
+A panel only collects parameters and shows results; the numerics are ``reconstruct.tasks``.  Its
+parameter fields are generated from the task's description (``reconstruct.tasks.SPECS[task]``, see
+:mod:`napari_nestnet._fields`): the task's own parameters (``spec.params_for("gui")``) and the common
+fit settings (:data:`reconstruct.tasks.spec.FIT_PARAMS`); only the data-input pickers are written by
+hand per panel.  The job's keyword arguments are the fields read back by parameter name, so a
+parameter added to a spec reaches the task with no panel edit.  Result layers keep the task's own
+record of what ran (:func:`reconstruct.app.records.run_record`) in ``layer.metadata``.
+
+Run builds a :class:`~napari_nestnet._worker.Job` on the main thread (where every input is checked
+and copied, so the layer is never touched and a bad input is one notification line), then runs the
+task in a napari ``thread_worker`` (:func:`napari_nestnet._worker.run_task`): progress comes back
+through a queued Qt signal, Cancel makes the task stop and return the result so far, and an
+exception becomes a one-line error notification.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox, Widget
+from magicgui.widgets import Container, Label, ProgressBar, PushButton, SpinBox, Widget, create_widget
 from napari.layers import Image, Layer
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
 
+from ._fields import ParamFields
 from ._results import RECENT_FITS, RecentFit
+from ._worker import Job, Outcome, Relay, metric_text, one_line, plain, progress_text, run_task
 
 if TYPE_CHECKING:
     import napari
@@ -37,26 +41,33 @@ __all__ = [
     "Job",
     "one_line",
     "image_array",
+    "layer_choice",
     "progress_text",
+    "device_choices",
     "DEVICES",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Device choices offered by every panel.
+#: Device choices offered by every panel (plus ``cuda:N`` per GPU on a machine with several).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-#: Minimum seconds between two progress updates sent to the main thread (previews always go).
-PROGRESS_INTERVAL_S = 0.05
-_MESSAGE_LIMIT = 300
 
 
-def one_line(exc: BaseException) -> str:
-    """A one-line message for a notification: the first line of the error, named unless obvious."""
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    text = lines[0].strip() if lines else type(exc).__name__
-    if not isinstance(exc, (ValueError, TypeError)):
-        text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+def device_choices() -> tuple[str, ...]:
+    """:data:`DEVICES`, and ``cuda:0`` ... ``cuda:N-1`` when torch sees more than one GPU."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # no usable CUDA runtime: the plain choices
+        count = 0
+    return DEVICES + (tuple(f"cuda:{i}" for i in range(count)) if count > 1 else ())
+
+
+def layer_choice(label: str, kind: Any = Image, optional: bool = False, tooltip: str = "") -> Widget:
+    """A combo box of the viewer's layers of type ``kind`` (``optional``: it may be left empty)."""
+    annotation = Optional[kind] if optional else kind  # noqa: UP045 - magicgui reads typing.Optional
+    return create_widget(annotation=annotation, label=label, options={"tooltip": tooltip} if tooltip else {})
 
 
 def _a(noun: str) -> str:
@@ -93,119 +104,14 @@ def image_array(layer: Layer | None, what: str, kind: type[Layer] | tuple[type[L
     return arr
 
 
-_METRIC_FORMATS = {"psnr": "PSNR {:.2f} dB", "ssim": "SSIM {:.3f}", "iou": "IoU {:.4f}", "rel_l2": "rel. L2 {:.3g}"}
-
-
-def metric_text(metrics: dict[str, float]) -> str:
-    """``"PSNR 31.20 dB · SSIM 0.912"`` for the metrics present."""
-    parts = [fmt.format(metrics[name]) for name, fmt in _METRIC_FORMATS.items()
-             if name in metrics and math.isfinite(metrics[name])]
-    return " · ".join(parts)
-
-
-def progress_text(info: Any) -> str:
-    """The status line for one :class:`reconstruct.fit.StepInfo`."""
-    text = f"step {info.step}/{info.steps} · loss {info.loss:.3g}"
-    extra = metric_text(info.metrics or {})
-    return f"{text} · {extra} · {info.seconds:.1f} s" if extra else f"{text} · {info.seconds:.1f} s"
-
-
-def _plain(value: Any) -> Any:
-    """JSON-like copy for ``layer.metadata`` (numpy scalars and arrays to Python numbers and lists)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-@dataclass
-class Job:
-    """One Run of a panel, fully prepared on the main thread.
-
-    Args:
-        args: positional arguments of the task (the measurement, private copies).
-        kwargs: keyword arguments of the task, without ``on_step``.
-        result_name: name of the main result layer (e.g. ``"ct_reconstruction [nestnet]"``).
-        layer_kwargs: napari keyword arguments of the preview and main result layer (geometry, colormap).
-        parameters: JSON-able record of what was run, stored in the result layers' metadata.
-        source: name of the input layer.
-        context: anything else the panel needs to build its result layers.
-    """
-
-    args: tuple
-    kwargs: dict
-    result_name: str
-    layer_kwargs: dict = field(default_factory=dict)
-    parameters: dict = field(default_factory=dict)
-    source: str | None = None
-    context: dict = field(default_factory=dict)
-
-
-@dataclass
-class _Outcome:
-    result: Any = None
-    error: BaseException | None = None
-
-
-class _Relay(QObject):
-    """Carries progress from the worker thread to the main thread (a queued Qt connection)."""
-
-    progressed = Signal(object)
-
-
-_allocator_lock = threading.Lock()
-_allocator_tuned = False
-
-
-def _tune_allocator_once() -> None:
-    """``reconstruct.runtime.tune_allocator()`` once per process, when the first worker starts."""
-    global _allocator_tuned
-    with _allocator_lock:
-        if _allocator_tuned:
-            return
-        _allocator_tuned = True
-    try:
-        from reconstruct import runtime
-    except ImportError:
-        return
-    tune = getattr(runtime, "tune_allocator", None)
-    if callable(tune):
-        try:
-            tune()
-        except Exception as exc:  # tuning is an optimisation: never fail a run over it
-            logger.warning("allocator tuning skipped: %s", exc)
-
-
-def _run_task(task_fn: Any, job: Job, cancel: threading.Event, relay: _Relay) -> _Outcome:
-    """The worker thread's body: run the task, relay progress, turn every exception into a value."""
-    _tune_allocator_once()
-    last_sent = [0.0]
-
-    def on_step(info: Any) -> bool:
-        now = time.monotonic()
-        if info.output is not None or info.step >= info.steps or now - last_sent[0] >= PROGRESS_INTERVAL_S:
-            last_sent[0] = now
-            relay.progressed.emit(info)
-        return not cancel.is_set()
-
-    try:
-        return _Outcome(result=task_fn(*job.args, on_step=on_step, **job.kwargs))
-    except Exception as exc:  # shown as one line on the main thread; the traceback goes to the log
-        logger.debug("task failed", exc_info=True)
-        return _Outcome(error=exc)
-
-
 class TaskPanel(Container):
     """Base class of the task panels.
 
-    Subclasses set :attr:`task`, :attr:`title`, :attr:`output_name`, build their own fields in
-    :meth:`_task_widgets`, prepare a :class:`Job` in :meth:`make_job` and add their layers in
-    :meth:`add_results`.
+    Subclasses set :attr:`task` (a ``reconstruct.tasks.SPECS`` key), :attr:`title`, :attr:`output_name`,
+    build their data-input pickers in :meth:`_task_widgets`, prepare a :class:`Job` in :meth:`make_job`
+    (usually with :meth:`new_job`) and add their layers in :meth:`add_results`.  The parameter fields
+    are generated: one per ``Param`` of ``spec.params_for("gui")`` (:meth:`param_kwargs`), then the
+    common fit settings (:meth:`common_kwargs`); :meth:`field` finds any of them by parameter name.
 
     Args:
         viewer: the napari viewer the panel is docked in (npe2 injects it).
@@ -214,18 +120,21 @@ class TaskPanel(Container):
     task: ClassVar[str] = ""
     title: ClassVar[str] = ""
     output_name: ClassVar[str] = ""
+    #: Tooltip of the optional "reference" layer picker (ground truth for metrics); empty: no picker.
+    reference_tooltip: ClassVar[str] = ""
+    #: The panel's initial "preview every" (a GUI choice: the task's own default is no previews).
+    preview_every: ClassVar[int] = 25
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        from monai_nets import available_networks
-        from reconstruct.tasks import DEFAULT_STEPS
+        from reconstruct.tasks import FIT_PARAMS, SPECS
 
         self._viewer = viewer
         self._worker: Any = None
         self._job: Job | None = None
         self._preview: Layer | None = None
         self._cancel = threading.Event()
-        self._relay = _Relay()
+        self._relay = Relay()
         self._relay.progressed.connect(self._on_progress)
         cancel = self._cancel
         # A panel closed mid-run (its dock or the viewer) stops its worker at the next step.
@@ -238,18 +147,23 @@ class TaskPanel(Container):
         # (layer choice, callback, weak reference to the layer the callback last saw)
         self._followers: list[list[Any]] = []
 
-        self._model = ComboBox(label="model", choices=available_networks(), value="nestnet",
-                               tooltip="the implicit neural representation to fit")
-        self._width = SpinBox(label="hidden width", min=8, max=2048, step=8, value=256,
-                              tooltip="width of the two hidden layers (the paper: 256)")
-        self._steps = SpinBox(label="steps", min=1, max=1_000_000, value=int(DEFAULT_STEPS.get(self.task, 500)))
-        self._lr = FloatSpinBox(label="learning rate", min=0.0, max=1.0, step=1e-4, value=0.0,
-                                tooltip="0 = the model's default for this task")
-        self._device = ComboBox(label="device", choices=list(DEVICES), value="auto",
-                                tooltip="auto = CUDA when available, else CPU")
-        self._seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
-        self._preview_every = SpinBox(label="preview every", min=0, max=100_000, value=25,
-                                      tooltip="steps between live previews (0 = no preview)")
+        #: The task's description: where every parameter field comes from.
+        self.spec = SPECS[self.task]
+        #: The task's own parameter fields, generated from ``spec.params_for("gui")``.
+        self.params = ParamFields(self.spec.params_for("gui"))
+        #: The common fit settings' fields, generated from ``FIT_PARAMS`` (steps: the task's default).
+        self.fit_fields = ParamFields([p for p in FIT_PARAMS if "gui" in p.doors],
+                                      values={"steps": self.spec.default_steps, "preview_every": self.preview_every},
+                                      choices={"device": device_choices()})
+        # A convenience the network arguments lack: one width for both hidden layers (-> model_kwargs).
+        self._width = SpinBox(name="hidden_width", label="hidden width", min=8, max=2048, step=8, value=256,
+                              tooltip="width of the two hidden layers: model_kwargs['hidden_channels'] = "
+                                      "(width, width) unless 'model kwargs' sets it (the paper: 256)")
+        fit = self.fit_fields
+        self._model, self._steps, self._lr = fit["model"], fit["steps"], fit["lr"]
+        self._device, self._seed, self._preview_every = fit["device"], fit["seed"], fit["preview_every"]
+        self._ref = (layer_choice("reference", optional=True, tooltip=self.reference_tooltip)
+                     if self.reference_tooltip else None)
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._run_button.changed.connect(self.run)
@@ -260,12 +174,14 @@ class TaskPanel(Container):
         self._status = Label(label="status", value="idle")
         self._status.native.setWordWrap(True)  # long messages must not widen the dock
 
-        common = [self._model, self._width, self._steps, self._lr, self._device, self._seed, self._preview_every]
-        self.extend([*self._task_widgets(), *common, buttons, self._bar, self._status])
+        common = list(fit)
+        common.insert(1, self._width)  # right after the model
+        reference = [self._ref] if self._ref is not None else []
+        self.extend([*self._task_widgets(), *self.params, *reference, *common, buttons, self._bar, self._status])
 
     # ------------------------------------------------------------------ subclass hooks
     def _task_widgets(self) -> list[Widget]:
-        """The task's own fields, shown above the common ones."""
+        """The task's data-input pickers, shown above the generated parameter fields."""
         return []
 
     def make_job(self) -> Job:
@@ -318,51 +234,88 @@ class TaskPanel(Container):
         """The status line's text."""
         return str(self._status.value)
 
+    def field(self, name: str) -> Widget:
+        """The field of a task parameter or common fit setting, by parameter name (or ``"hidden_width"``)."""
+        for fields in (self.params, self.fit_fields):
+            if name in fields:
+                return fields[name]
+        if name == "hidden_width":
+            return self._width
+        raise KeyError(f"{self.title} has no field {name!r}")
+
+    def param_kwargs(self) -> dict:
+        """The task's own parameters, read back from the generated fields by name and checked."""
+        return self.params.values()
+
     def common_kwargs(self) -> dict:
-        """The task keyword arguments every panel passes (model, steps, lr, device, seed, preview)."""
-        lr = float(self._lr.value)
-        return {
-            "model": self._model.value,
-            "model_kwargs": {"hidden_channels": (int(self._width.value), int(self._width.value))},
-            "steps": int(self._steps.value),
-            "lr": lr if lr > 0 else None,
-            "device": self._device.value,
-            "seed": int(self._seed.value),
-            "preview_every": int(self._preview_every.value) or None,
-        }
+        """The common fit settings read back by name (model, model_kwargs with the hidden width, steps, ...)."""
+        values = self.fit_fields.values()
+        width = int(self._width.value)
+        values["model_kwargs"] = {"hidden_channels": (width, width), **(values.get("model_kwargs") or {})}
+        return values
 
     def common_parameters(self) -> dict:
-        """The common parameters as recorded in ``layer.metadata["parameters"]``."""
-        kw = self.common_kwargs()
-        return {"model": kw["model"], "hidden_width": int(self._width.value), "steps": kw["steps"],
-                "lr": kw["lr"], "device": kw["device"], "seed": kw["seed"]}
+        """The common settings asked for, JSON-able (the task reports what it ran; see :meth:`result_metadata`)."""
+        return plain(self.common_kwargs())
+
+    def new_job(self, args: Sequence[Any], *, source: Layer | None = None, inputs: dict | None = None,
+                result_name: str | None = None, layer_kwargs: dict | None = None, context: dict | None = None,
+                **data: Any) -> Job:
+        """A :class:`Job` of the fields' values, the data arguments ``data`` and the reference picker's layer.
+
+        Args:
+            args: the task's positional arguments (private copies of the data).
+            source: the input layer (its name is recorded).
+            inputs: further layers read, by role (the source is recorded under the task's first input).
+            result_name, layer_kwargs, context: see :class:`Job`.
+            data: keyword data arguments of the task (``shifts``, ``reference``, ``spacing`` ...).
+        """
+        requested = {**self.common_kwargs(), **self.param_kwargs()}
+        kwargs = {**requested, **data}
+        roles: dict[str, Any] = {}
+        if source is not None:
+            roles[self.spec.inputs[0].name if self.spec.inputs else "source"] = source.name
+        roles.update(inputs or {})
+        if self._ref is not None:
+            ref = self._ref.value
+            kwargs.setdefault("reference", None if ref is None else image_array(ref, "reference"))
+            roles["reference"] = None if ref is None else ref.name
+        return Job(args=tuple(args), kwargs=kwargs, result_name=result_name or self.result_name(),
+                   layer_kwargs=dict(layer_kwargs or {}), parameters=plain(requested),
+                   source=None if source is None else source.name, context=dict(context or {}), inputs=roles)
 
     def result_name(self, stem: str | None = None) -> str:
         """``"<stem> [<model>]"``, e.g. ``"ct_reconstruction [nestnet]"``."""
         return f"{stem or self.output_name} [{self._model.value}]"
 
+    def reported_parameters(self, job: Job, result: Any) -> dict:
+        """What the task reports it ran (``result.extras["parameters"]``), else what the job asked for."""
+        reported = (getattr(result, "extras", None) or {}).get("parameters")
+        return plain(dict(reported)) if reported else dict(job.parameters)
+
     def result_metadata(self, job: Job, result: Any, **extra: Any) -> dict:
-        """Metrics, parameters and run facts for a result layer's ``metadata``."""
+        """The run record (:func:`reconstruct.app.records.run_record`) and the panel's facts, for ``metadata``.
+
+        ``parameters`` are the task's report of what ran; ``inputs`` the layers read by role; plus
+        ``model``, ``steps``, ``source_layer``, ``loss_history`` and the reader's ``image_meta``.
+        """
+        from reconstruct.app.records import run_record
+
+        record = run_record(result, task=self.task, inputs=job.inputs, output=job.result_name, history=False,
+                            with_versions=False)
+        record["parameters"] = self.reported_parameters(job, result)
         md: dict[str, Any] = {
-            "task": self.task,
-            "model": job.parameters.get("model"),
-            "parameters": dict(job.parameters),
-            "metrics": {k: float(v) for k, v in result.metrics.items()},
-            "steps": int(result.steps),
-            "stopped_by": result.stopped_by,
-            "seconds": float(result.seconds),
-            "device": str(result.device),
+            **record,
+            "model": record["parameters"].get("model"),
+            "steps": record["steps_run"],
             "source_layer": job.source,
             "loss_history": [float(h["loss"]) for h in result.history],
         }
-        if result.best is not None:
-            best_metrics = {k: float(v) for k, v in result.best.metrics.items()}
-            md["best"] = {"step": int(result.best.step), "metrics": best_metrics}
         image_meta = job.context.get("image_meta")
         if image_meta is not None:
             md["image_meta"] = image_meta
         md.update(extra)
-        return _plain(md)
+        return plain(md)
 
     @staticmethod
     def source_geometry(layer: Layer, spatial: int) -> dict:
@@ -384,10 +337,10 @@ class TaskPanel(Container):
         if self.running:
             show_info(f"{self.title} is already running; wait for it to finish or press Cancel")
             return
-        try:
-            from reconstruct.device import resolve_device
-            from reconstruct.tasks import TASKS
+        from reconstruct.device import resolve_device
+        from reconstruct.tasks import TASKS
 
+        try:
             job = self.make_job()
             resolve_device(job.kwargs.get("device", "auto"))
             task_fn = TASKS[self.task]
@@ -404,11 +357,11 @@ class TaskPanel(Container):
         self._job = job
         self._preview = None
         self.progress_updates = 0
-        worker = create_worker(_run_task, task_fn, job, self._cancel, self._relay, _start_thread=False)
+        worker = create_worker(run_task, task_fn, job, self._cancel, self._relay, _start_thread=False)
         worker.returned.connect(self._on_returned)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self._bar.max = max(int(job.kwargs.get("steps", 1)), 1)
+        self._bar.max = max(int(job.kwargs.get("steps") or self.spec.default_steps), 1)
         self._bar.value = 0
         self._cancel_button.enabled = True
         self._status.value = "starting…"
@@ -457,7 +410,7 @@ class TaskPanel(Container):
         kwargs = {k: v for k, v in job.layer_kwargs.items() if k != "name"}
         self._preview = self._viewer.add_image(output, name=f"{job.result_name} (preview)", **kwargs)
 
-    def _on_returned(self, outcome: _Outcome) -> None:
+    def _on_returned(self, outcome: Outcome) -> None:
         job, self._job = self._job, None
         preview, self._preview = self._preview, None
         try:
@@ -479,8 +432,9 @@ class TaskPanel(Container):
                 self._status.value = f"failed: {one_line(exc)}"
                 return
             self.last_result, self.last_layers = result, layers
-            RECENT_FITS.add(RecentFit(label=layers[0].name, task=self.task, model_name=str(job.parameters.get("model")),
-                                      result=result, parameters=dict(job.parameters)))
+            parameters = self.reported_parameters(job, result)
+            RECENT_FITS.add(RecentFit(label=layers[0].name, task=self.task, model_name=str(parameters.get("model")),
+                                      result=result, parameters=parameters))
             summary = metric_text(result.metrics)
             done = f"{result.steps} steps in {result.seconds:.1f} s" + (f" · {summary}" if summary else "")
             if result.cancelled:
@@ -497,21 +451,3 @@ class TaskPanel(Container):
             self._cancel_button.enabled = False
         except RuntimeError:
             pass
-
-
-def parse_numbers(text: str, what: str) -> list[float]:
-    """Numbers separated by commas, semicolons or spaces; ValueError naming ``what`` otherwise."""
-    cleaned = text.replace(";", " ").replace(",", " ").replace("(", " ").replace(")", " ")
-    cleaned = cleaned.replace("[", " ").replace("]", " ")
-    try:
-        values = [float(tok) for tok in cleaned.split()]
-    except ValueError:
-        raise ValueError(f"{what} must be numbers separated by commas or semicolons, got {text!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{what} must be finite numbers, got {text!r}")
-    return values
-
-
-def format_numbers(values: Sequence[float]) -> str:
-    """The inverse of :func:`parse_numbers` for one row: ``"1.5, -2, 0.25"``."""
-    return ", ".join(f"{float(v):.6g}" for v in values)

@@ -1,21 +1,24 @@
-"""The task panels: one magicgui container per ``reconstruct.tasks`` recipe.
+"""The task panels: one magicgui container per ``reconstruct.tasks`` task.
 
-Each panel picks its inputs from typed layer choices, adds the task's own fields above the common
-ones (model, hidden width, steps, learning rate, device, seed, preview interval) and turns the
-task's ``FitResult`` into layers.  See :mod:`napari_nestnet._panel` for the run machinery.
+Each panel picks its data inputs from typed layer choices (written here, per panel: they are what
+is GUI-specific) and turns the task's ``FitResult`` into layers.  Every parameter field — the task's
+own (``SPECS[task].params_for("gui")``) and the common fit settings — is generated from the task's
+description by :class:`napari_nestnet._panel.TaskPanel`; a panel reads them back by name
+(:meth:`~napari_nestnet._panel.TaskPanel.field`) only where an input fills one in (a scale or a
+layout from the layer's metadata).  See :mod:`napari_nestnet._panel` for the run machinery.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox, Widget, create_widget
+from magicgui.widgets import CheckBox, FloatSpinBox, LineEdit, SpinBox, Widget
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_warning
 
-from ._panel import Job, TaskPanel, format_numbers, image_array, one_line, parse_numbers
+from ._fields import format_numbers, parse_numbers
+from ._panel import Job, TaskPanel, image_array, layer_choice, one_line
 
 if TYPE_CHECKING:
     import napari
@@ -32,15 +35,6 @@ __all__ = [
 ]
 
 
-def _layer_choice(label: str, kind: Any = Image, optional: bool = False, tooltip: str = "") -> Widget:
-    annotation = Optional[kind] if optional else kind  # noqa: UP045 - magicgui reads typing.Optional
-    return create_widget(annotation=annotation, label=label, options={"tooltip": tooltip} if tooltip else {})
-
-
-def _reference(layer: Layer | None) -> np.ndarray | None:
-    return None if layer is None else image_array(layer, "reference")
-
-
 def _display_kwargs(layer: Image) -> dict:
     """Colormap and contrast of an input image layer, so its result is shown the same way."""
     if layer.rgb:
@@ -55,14 +49,23 @@ def _check_2d(arr: np.ndarray, layer: Image, what: str) -> None:
 
 
 def _upsampled_geometry(layer: Layer, factor: int) -> dict:
-    """Scale/translate of an image ``factor`` times finer covering ``layer``'s last two axes.
+    """Scale/translate of the image ``factor`` times finer that covers ``layer``'s last two axes.
 
-    Low-resolution pixel i spans [i − ½, i + ½] in its own units; its ``factor`` sub-pixels have
-    centres at i − ½ + (j + ½)/factor, so the fine grid starts ½(1/factor − 1) coarse pixels earlier.
+    The rule is :func:`reconstruct.grid.upsampled_grid`, the one every front door uses (napari's
+    scale is the spacing, its translate the first pixel centre).
     """
-    scale = np.asarray(layer.scale[-2:], dtype=float)
-    translate = np.asarray(layer.translate[-2:], dtype=float)
-    return {"scale": tuple(scale / factor), "translate": tuple(translate + scale * (0.5 / factor - 0.5))}
+    from reconstruct.grid import upsampled_grid
+
+    spacing, origin = upsampled_grid(layer.scale[-2:], layer.translate[-2:], factor)
+    return {"scale": spacing, "translate": origin}
+
+
+def _sync_factor(panel: TaskPanel, layer: Layer | None) -> None:
+    """Set the ``scale`` field from ``layer.metadata["scale"]`` (the up-sampling factor) when it fits."""
+    field = panel.field("scale")
+    factor = layer.metadata.get("scale") if layer is not None and isinstance(layer.metadata, dict) else None
+    if isinstance(factor, int) and field.min <= factor <= field.max:
+        field.value = factor
 
 
 # ---------------------------------------------------------------------------------------- images
@@ -74,18 +77,16 @@ class FitImagePanel(TaskPanel):
     output_name = "fit_image"
 
     def _task_widgets(self) -> list[Widget]:
-        self._image = _layer_choice("image", tooltip="a 2-D grey or RGB image layer")
+        self._image = layer_choice("image", tooltip="a 2-D grey or RGB image layer")
         return [self._image]
 
     def make_job(self) -> Job:
         layer = self._image.value
         image = image_array(layer, "image")
         _check_2d(image, layer, "image")
-        kwargs = {**self.common_kwargs(), "reference": image.copy()}
-        return Job(args=(image,), kwargs=kwargs, result_name=self.result_name(),
-                   layer_kwargs={**self.source_geometry(layer, 2), **_display_kwargs(layer)},
-                   parameters=self.common_parameters(), source=layer.name,
-                   context={"image_meta": self.source_image_meta(layer)})
+        return self.new_job((image,), source=layer, reference=image.copy(),
+                            layer_kwargs={**self.source_geometry(layer, 2), **_display_kwargs(layer)},
+                            context={"image_meta": self.source_image_meta(layer)})
 
 
 class DenoisePanel(TaskPanel):
@@ -94,57 +95,44 @@ class DenoisePanel(TaskPanel):
     task = "denoise"
     title = "Denoise"
     output_name = "denoised"
+    reference_tooltip = "clean image for PSNR/SSIM (optional)"
 
     def _task_widgets(self) -> list[Widget]:
-        self._image = _layer_choice("noisy image", tooltip="a 2-D grey or RGB image layer")
-        self._ref = _layer_choice("reference", optional=True, tooltip="clean image for PSNR/SSIM (optional)")
-        return [self._image, self._ref]
+        self._image = layer_choice("noisy image", tooltip="a 2-D grey or RGB image layer")
+        return [self._image]
 
     def make_job(self) -> Job:
         layer = self._image.value
         noisy = image_array(layer, "noisy image")
         _check_2d(noisy, layer, "noisy image")
-        kwargs = {**self.common_kwargs(), "reference": _reference(self._ref.value)}
-        ref_layer = self._ref.value
-        return Job(args=(noisy,), kwargs=kwargs, result_name=self.result_name(),
-                   layer_kwargs={**self.source_geometry(layer, 2), **_display_kwargs(layer)},
-                   parameters={**self.common_parameters(), "reference": ref_layer.name if ref_layer else None},
-                   source=layer.name, context={"image_meta": self.source_image_meta(layer)})
+        return self.new_job((noisy,), source=layer,
+                            layer_kwargs={**self.source_geometry(layer, 2), **_display_kwargs(layer)},
+                            context={"image_meta": self.source_image_meta(layer)})
 
 
 class SuperResolvePanel(TaskPanel):
-    """Single-image super-resolution: fit the INR on the fine grid through average pooling."""
+    """Single-image super-resolution: fit the INR on the fine grid through average pooling.
+
+    The ``scale`` field follows the image layer's ``metadata["scale"]`` when it has one.
+    """
 
     task = "super_resolve"
     title = "Super-resolve"
     output_name = "super_resolved"
+    reference_tooltip = "high-resolution ground truth for PSNR/SSIM (optional)"
 
     def _task_widgets(self) -> list[Widget]:
-        self._image = _layer_choice("low-res image", tooltip="a 2-D grey or RGB image layer")
-        self._scale = SpinBox(label="scale", min=2, max=16, value=4, tooltip="upsampling factor per axis")
-        self._ref = _layer_choice("reference", optional=True,
-                                  tooltip="high-resolution ground truth for PSNR/SSIM (optional)")
-        self.follow(self._image, self._sync_scale)
-        return [self._image, self._scale, self._ref]
-
-    def _sync_scale(self) -> None:
-        layer = self._image.value
-        factor = layer.metadata.get("scale") if layer is not None else None
-        if isinstance(factor, int) and self._scale.min <= factor <= self._scale.max:
-            self._scale.value = factor
+        self._image = layer_choice("low-res image", tooltip="a 2-D grey or RGB image layer")
+        self.follow(self._image, lambda: _sync_factor(self, self._image.value))
+        return [self._image]
 
     def make_job(self) -> Job:
         layer = self._image.value
         lowres = image_array(layer, "low-res image")
         _check_2d(lowres, layer, "low-res image")
-        factor = int(self._scale.value)
-        kwargs = {**self.common_kwargs(), "scale": factor, "reference": _reference(self._ref.value)}
-        ref_layer = self._ref.value
-        return Job(args=(lowres,), kwargs=kwargs, result_name=self.result_name(f"{self.output_name}_x{factor}"),
-                   layer_kwargs={**_upsampled_geometry(layer, factor), **_display_kwargs(layer)},
-                   parameters={**self.common_parameters(), "scale": factor,
-                               "reference": ref_layer.name if ref_layer else None},
-                   source=layer.name)
+        factor = self.params.value("scale")
+        return self.new_job((lowres,), source=layer, result_name=self.result_name(f"{self.output_name}_x{factor}"),
+                            layer_kwargs={**_upsampled_geometry(layer, factor), **_display_kwargs(layer)})
 
 
 class MultiFrameSuperResolvePanel(TaskPanel):
@@ -157,17 +145,15 @@ class MultiFrameSuperResolvePanel(TaskPanel):
     task = "super_resolve_multi"
     title = "Super-resolve (multi-frame)"
     output_name = "super_resolved_multi"
+    reference_tooltip = "high-resolution ground truth for PSNR/SSIM (optional)"
 
     def _task_widgets(self) -> list[Widget]:
-        self._frames = _layer_choice("frames", tooltip="a (K, h, w) stack (or (K, h, w, 3) RGB) of frames")
+        self._frames = layer_choice("frames", tooltip="a (K, h, w) stack (or (K, h, w, 3) RGB) of frames")
         self._shifts = LineEdit(label="shifts (dy, dx)",
                                 tooltip="one 'dy, dx' pair per frame in high-res pixels, separated by ';'")
         self._rotations = LineEdit(label="rotations (°)", tooltip="one angle per frame, in degrees")
-        self._scale = SpinBox(label="scale", min=2, max=16, value=4)
-        self._ref = _layer_choice("reference", optional=True,
-                                  tooltip="high-resolution ground truth for PSNR/SSIM (optional)")
         self.follow(self._frames, self._sync_motion)
-        return [self._frames, self._shifts, self._rotations, self._scale, self._ref]
+        return [self._frames, self._shifts, self._rotations]
 
     def _sync_motion(self) -> None:
         layer = self._frames.value
@@ -178,9 +164,7 @@ class MultiFrameSuperResolvePanel(TaskPanel):
             self._shifts.value = "; ".join(format_numbers(row) for row in rows)
         if rotations is not None:
             self._rotations.value = format_numbers(np.rad2deg(np.asarray(rotations, dtype=float).ravel()))
-        factor = md.get("scale")
-        if isinstance(factor, int) and self._scale.min <= factor <= self._scale.max:
-            self._scale.value = factor
+        _sync_factor(self, layer)
 
     def _motion(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
         rows = [r for r in self._shifts.value.split(";") if r.strip()]
@@ -207,17 +191,11 @@ class MultiFrameSuperResolvePanel(TaskPanel):
             raise ValueError(f"the frames must be a (K, h, w) stack (or (K, h, w, 3) RGB); "
                              f"{layer.name!r} has shape {frames.shape}")
         shifts, rotations = self._motion(frames.shape[0])
-        factor = int(self._scale.value)
-        kwargs = {**self.common_kwargs(), "shifts": shifts, "rotations": rotations, "scale": factor,
-                  "reference": _reference(self._ref.value)}
+        factor = self.params.value("scale")
         display = {"rgb": True} if layer.rgb else {"colormap": layer.colormap.name}
-        ref_layer = self._ref.value
-        return Job(args=(frames,), kwargs=kwargs, result_name=self.result_name(f"{self.output_name}_x{factor}"),
-                   layer_kwargs={**_upsampled_geometry(layer, factor), **display},
-                   parameters={**self.common_parameters(), "scale": factor, "frames": int(frames.shape[0]),
-                               "shifts": shifts.tolist(), "rotations": rotations.tolist(),
-                               "reference": ref_layer.name if ref_layer else None},
-                   source=layer.name)
+        return self.new_job((frames,), source=layer, shifts=shifts, rotations=rotations,
+                            result_name=self.result_name(f"{self.output_name}_x{factor}"),
+                            layer_kwargs={**_upsampled_geometry(layer, factor), **display})
 
 
 # ---------------------------------------------------------------------------------------- CT
@@ -231,30 +209,21 @@ class CTReconstructionPanel(TaskPanel):
     task = "ct_reconstruct"
     title = "CT reconstruction"
     output_name = "ct_reconstruction"
+    reference_tooltip = "ground-truth image for PSNR/SSIM (optional)"
 
     def _task_widgets(self) -> list[Widget]:
-        from reconstruct.radon import FILTER_NAMES
-
-        self._sinogram = _layer_choice("sinogram", tooltip="a 2-D sinogram image layer")
-        self._layout = ComboBox(label="layout", value="skimage", choices=[
-            ("detectors × angles (scikit-image)", "skimage"), ("angles × detectors (torch-radon)", "torch")])
+        self._sinogram = layer_choice("sinogram", tooltip="a 2-D sinogram image layer")
         self._angles_from_metadata = CheckBox(label="angles from layer metadata", value=False, enabled=False,
                                               tooltip="use layer.metadata['angles_deg'] when present")
         self._angle_start = FloatSpinBox(label="first angle (°)", min=-360.0, max=360.0, value=0.0)
         self._angle_stop = FloatSpinBox(label="last angle (°)", min=-360.0, max=720.0, value=180.0)
         self._angle_endpoint = CheckBox(label="include last angle", value=False)
         self._angle_count = SpinBox(label="angle count", min=1, max=100_000, value=180)
-        self._output_size = SpinBox(label="output size", min=0, max=4096, value=0,
-                                    tooltip="side of the reconstructed image (0 = number of detectors)")
-        self._filter = ComboBox(label="FBP filter", choices=list(FILTER_NAMES), value=FILTER_NAMES[0])
-        self._tv_weight = FloatSpinBox(label="TV weight", min=0.0, max=10.0, step=1e-4, value=0.0,
-                                       tooltip="total-variation regulariser (helps on noisy sparse views)")
-        self._ref = _layer_choice("reference", optional=True, tooltip="ground-truth image for PSNR/SSIM (optional)")
         self.follow(self._sinogram, self._sync_angles)
-        self._layout.changed.connect(self._sync_count)
+        self.field("layout").changed.connect(self._sync_count)
         self._angles_from_metadata.changed.connect(self._sync_manual_enabled)
-        return [self._sinogram, self._layout, self._angles_from_metadata, self._angle_start, self._angle_stop,
-                self._angle_endpoint, self._angle_count, self._output_size, self._filter, self._tv_weight, self._ref]
+        return [self._sinogram, self._angles_from_metadata, self._angle_start, self._angle_stop,
+                self._angle_endpoint, self._angle_count]
 
     @staticmethod
     def _metadata_angles(layer: Layer | None) -> np.ndarray | None:
@@ -265,8 +234,9 @@ class CTReconstructionPanel(TaskPanel):
     def _sync_angles(self) -> None:
         layer = self._sinogram.value
         angles = self._metadata_angles(layer)
-        if layer is not None and layer.metadata.get("layout") in ("skimage", "torch"):
-            self._layout.value = layer.metadata["layout"]
+        layout = self.field("layout")
+        if layer is not None and layer.metadata.get("layout") in layout.choices:
+            layout.value = layer.metadata["layout"]
         self._angles_from_metadata.enabled = angles is not None
         self._angles_from_metadata.value = angles is not None
         if angles is not None and angles.size:
@@ -283,7 +253,7 @@ class CTReconstructionPanel(TaskPanel):
         if layer is None or self._angles_from_metadata.value or np.ndim(layer.data) != 2:
             return
         shape = layer.data.shape
-        self._angle_count.value = int(shape[1] if self._layout.value == "skimage" else shape[0])
+        self._angle_count.value = int(shape[1] if self.field("layout").value == "skimage" else shape[0])
 
     def _sync_manual_enabled(self) -> None:
         manual = not self._angles_from_metadata.value
@@ -307,29 +277,21 @@ class CTReconstructionPanel(TaskPanel):
         if sinogram.ndim != 2:
             raise ValueError(f"the sinogram must be 2-D; {layer.name!r} has shape {sinogram.shape}")
         angles = self.angles_deg()
-        layout = self._layout.value
-        validate_sinogram(sinogram, angles, layout)
-        filter_name = self._filter.value
-        kwargs = {**self.common_kwargs(), "layout": layout, "output_size": int(self._output_size.value) or None,
-                  "filter_name": filter_name, "tv_weight": float(self._tv_weight.value),
-                  "reference": _reference(self._ref.value)}
-        ref_layer = self._ref.value
-        parameters = {**self.common_parameters(), "layout": layout, "angles_deg": angles.tolist(),
-                      "output_size": kwargs["output_size"], "filter_name": filter_name,
-                      "tv_weight": kwargs["tv_weight"], "reference": ref_layer.name if ref_layer else None}
-        return Job(args=(sinogram, angles), kwargs=kwargs, result_name=self.result_name(),
-                   layer_kwargs={"colormap": "gray"}, parameters=parameters, source=layer.name)
+        validate_sinogram(sinogram, angles, self.params.value("layout"))
+        return self.new_job((sinogram, angles), source=layer, layer_kwargs={"colormap": "gray"})
 
     def add_results(self, job: Job, result: Any) -> list[Layer]:
         layers = super().add_results(job, result)
         fbp = result.extras.get("fbp")
         if fbp is not None:
-            filter_name = job.parameters["filter_name"]
+            ran = self.reported_parameters(job, result)
+            filter_name = ran.get("filter_name", job.parameters.get("filter_name"))
+            angles = ran.get("angles_deg", np.asarray(job.args[1], dtype=float).tolist())
             metrics = {k: float(v) for k, v in (result.extras.get("fbp_metrics") or {}).items()}
             layers.append(self._viewer.add_image(
                 np.asarray(fbp), name=f"ct_fbp [{filter_name}]", colormap="gray",
                 metadata={"task": "fbp", "filter_name": filter_name, "metrics": metrics,
-                          "source_layer": job.source, "angles_deg": job.parameters["angles_deg"]}))
+                          "source_layer": job.source, "angles_deg": angles}))
         return layers
 
 
@@ -342,11 +304,9 @@ class OccupancyPanel(TaskPanel):
     output_name = "occupancy"
 
     def _task_widgets(self) -> list[Widget]:
-        self._volume = _layer_choice("volume", kind=Layer,
-                                     tooltip="a 3-D Labels layer, or an Image layer (voxels ≥ 0.5 are inside)")
-        self._batch = SpinBox(label="batch size", min=0, max=10_000_000, value=0,
-                              tooltip="random voxels per step (0 = the task's default)")
-        return [self._volume, self._batch]
+        self._volume = layer_choice("volume", kind=Layer,
+                                    tooltip="a 3-D Labels layer, or an Image layer (voxels ≥ 0.5 are inside)")
+        return [self._volume]
 
     def make_job(self) -> Job:
         layer = self._volume.value
@@ -360,13 +320,9 @@ class OccupancyPanel(TaskPanel):
             raise ValueError(f"{layer.name!r} has no inside voxels; an occupancy fit needs some")
         geometry = self.source_geometry(layer, 3)
         # the voxel size keeps an anisotropic volume's aspect in the network's coordinates
-        kwargs = {**self.common_kwargs(), "reference": volume.copy(), "spacing": geometry["scale"]}
-        if int(self._batch.value):
-            kwargs["batch_size"] = int(self._batch.value)
-        return Job(args=(volume,), kwargs=kwargs, result_name=self.result_name(),
-                   layer_kwargs={**geometry, "colormap": "gray", "contrast_limits": (0.0, 1.0)},
-                   parameters={**self.common_parameters(), "batch_size": kwargs.get("batch_size")},
-                   source=layer.name, context={"geometry": geometry, "image_meta": self.source_image_meta(layer)})
+        return self.new_job((volume,), source=layer, reference=volume.copy(), spacing=geometry["scale"],
+                            layer_kwargs={**geometry, "colormap": "gray", "contrast_limits": (0.0, 1.0)},
+                            context={"geometry": geometry, "image_meta": self.source_image_meta(layer)})
 
     def add_results(self, job: Job, result: Any) -> list[Layer]:
         from reconstruct.tasks import extract_surface
@@ -390,14 +346,6 @@ class OccupancyPanel(TaskPanel):
 
 
 # ---------------------------------------------------------------------------------------- PINN
-def _default(fn: Any, name: str, fallback: int) -> int:
-    try:
-        value = inspect.signature(fn).parameters[name].default
-    except (KeyError, TypeError, ValueError):
-        return fallback
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else fallback
-
-
 class PinnConvectionPanel(TaskPanel):
     """Physics-informed solve of u_t + β u_x = 0; prediction, exact solution and error over (x, t).
 
@@ -409,32 +357,20 @@ class PinnConvectionPanel(TaskPanel):
     title = "PINN convection"
     output_name = "pinn_prediction"
 
+    preview_every = 50
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._profile: Any = None
         super().__init__(viewer)
-        self._preview_every.value = 50
-
-    def _task_widgets(self) -> list[Widget]:
-        from reconstruct.tasks import solve_convection
-
-        self._beta = FloatSpinBox(label="β (speed)", min=0.01, max=200.0, step=0.5, value=5.0,
-                                  tooltip="convection speed; 30 and up is the hard case")
-        self._nx = SpinBox(label="x samples", min=8, max=4096, value=_default(solve_convection, "nx", 256))
-        self._nt = SpinBox(label="t samples", min=4, max=4096, value=_default(solve_convection, "nt", 100))
-        return [self._beta, self._nx, self._nt]
 
     def make_job(self) -> Job:
-        beta = float(self._beta.value)
-        kwargs = {**self.common_kwargs(), "nx": int(self._nx.value), "nt": int(self._nt.value)}
+        grid = self.param_kwargs()
         # shown square, as (x, t) solution plots usually are: one t column is nx/nt x-pixels wide
-        square = {"scale": (1.0, kwargs["nx"] / kwargs["nt"])}
-        return Job(args=(beta,), kwargs=kwargs, result_name=self.result_name(),
-                   layer_kwargs={"colormap": "viridis", **square},
-                   parameters={**self.common_parameters(), "beta": beta, "nx": kwargs["nx"], "nt": kwargs["nt"]})
+        return self.new_job((), layer_kwargs={"colormap": "viridis", "scale": (1.0, grid["nx"] / grid["nt"])})
 
     def add_results(self, job: Job, result: Any) -> list[Layer]:
-        model = job.parameters["model"]
-        beta = job.parameters["beta"]
+        ran = self.reported_parameters(job, result)
+        model, beta = ran.get("model", job.parameters.get("model")), ran.get("beta", job.parameters.get("beta"))
         prediction = np.asarray(result.output, dtype=np.float32)
         exact = np.asarray(result.extras["exact"], dtype=np.float32)
         error = result.extras.get("error")

@@ -72,14 +72,18 @@ def _dock(viewer, cls, *, steps: int = 20, width: int = TINY["width"], preview_e
     panel._width.value = width
     panel._preview_every.value = preview_every
     panel._device.value = "cpu"
-    for name, value in fields.items():
-        getattr(panel, name).value = value
+    for name, value in fields.items():  # a parameter name (a generated field) or a widget attribute
+        (getattr(panel, name) if name.startswith("_") else panel.field(name)).value = value
     return panel
 
 
 @pytest.fixture
 def dock(viewer):
-    """``dock(PanelClass, steps=.., **fields)``: create a panel in the viewer, with small common fields."""
+    """``dock(PanelClass, steps=.., **fields)``: create a panel in the viewer, with small common fields.
+
+    ``fields``: parameter name -> value (``lr=0.01``, ``beta=1.0``), or ``_attribute`` -> value for a
+    hand-written input widget.
+    """
     return lambda cls, **kw: _dock(viewer, cls, **kw)
 
 

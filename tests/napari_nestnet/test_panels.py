@@ -45,7 +45,7 @@ def test_fit_image_adds_result_with_metrics_and_live_preview(viewer, dock, run_p
     assert tuple(result.scale) == (0.5, 0.5) and tuple(result.translate) == (2.0, 3.0)
     md = result.metadata
     assert md["task"] == "fit_image" and md["model"] == "nestnet" and md["source_layer"] == "picture"
-    assert md["parameters"]["steps"] == 30 and md["parameters"]["hidden_width"] == 32
+    assert md["parameters"]["steps"] == 30 and md["parameters"]["model_kwargs"]["hidden_channels"] == [32, 32]
     assert md["steps"] == 30 and md["stopped_by"] == "steps" and len(md["loss_history"]) == 30
     assert np.isfinite(md["metrics"]["psnr"]) and md["metrics"]["psnr"] > 10
     # the preview was a separate layer, updated in place and removed when the result arrived
@@ -72,7 +72,7 @@ def test_denoise_rgb_with_reference_reports_psnr_and_ssim(viewer, dock, run_pane
     result = viewer.layers["denoised [nestnet]"]
     assert result.rgb and result.data.shape == (32, 32, 3)
     assert set(result.metadata["metrics"]) >= {"psnr", "ssim"}
-    assert result.metadata["parameters"]["reference"] == "clean"
+    assert result.metadata["inputs"] == {"noisy": "noisy", "reference": "clean"}
     np.testing.assert_array_equal(noisy_layer.data, before)
 
 
@@ -85,7 +85,7 @@ def test_super_resolve_output_is_finer_and_aligned(viewer, dock, run_panel, imag
     panel = dock(SuperResolvePanel, steps=20)
     panel._image.value = lr_layer
     panel._ref.value = viewer.layers["truth"]
-    assert panel._scale.value == 2  # read from the layer's metadata
+    assert panel.field("scale").value == 2  # read from the layer's metadata
 
     run_panel(panel)
 
@@ -105,7 +105,7 @@ def test_multi_frame_panel_reads_motion_from_metadata(viewer, dock, run_panel):
                              metadata={"shifts": shifts, "rotations": rotations, "scale": 4})
     panel = dock(MultiFrameSuperResolvePanel, steps=15)
     panel._frames.value = layer
-    assert panel._scale.value == 4
+    assert panel.field("scale").value == 4
     assert panel._shifts.value == "0, 0; 0.5, -1; 1.5, 0.25"
     np.testing.assert_allclose(np.deg2rad([float(v) for v in panel._rotations.value.split(",")]), rotations,
                                atol=1e-6)
@@ -172,7 +172,7 @@ def test_ct_panel_without_metadata_takes_the_count_from_the_sinogram(viewer, doc
     assert not panel._angles_from_metadata.value and not panel._angles_from_metadata.enabled
     assert panel._angle_count.value == 18 and panel._angle_count.enabled
     np.testing.assert_allclose(panel.angles_deg(), np.linspace(0, 180, 18, endpoint=False))
-    panel._layout.value = "torch"  # angles × detectors: the rows are the angles
+    panel.field("layout").value = "torch"  # angles × detectors: the rows are the angles
     assert panel._angle_count.value == sino.shape[0]
 
 
@@ -193,7 +193,7 @@ def test_occupancy_adds_probability_labels_and_surface(viewer, dock, run_panel):
     z, y, x = np.mgrid[0:n, 0:n, 0:n]
     sphere = ((z - 7.5) ** 2 + (y - 7.5) ** 2 + (x - 7.5) ** 2 <= 5.0**2).astype(np.uint8)
     src = viewer.add_labels(sphere, name="ball", scale=(2.0, 1.0, 1.0))
-    panel = dock(OccupancyPanel, steps=60, _lr=0.01)  # enough for the field to cross 0.5 everywhere inside
+    panel = dock(OccupancyPanel, steps=60, lr=0.01)  # enough for the field to cross 0.5 everywhere inside
     panel._volume.value = src
 
     run_panel(panel)
@@ -231,7 +231,7 @@ def test_occupancy_rejects_wrong_layer_types_and_2d_data(viewer, dock, notes):
 def test_pinn_adds_prediction_exact_error_and_profile_plot(viewer, dock, run_panel):
     from napari_nestnet._plots import PinnProfileViewer
 
-    panel = dock(PinnConvectionPanel, steps=30, _beta=1.0, _nx=32, _nt=16)
+    panel = dock(PinnConvectionPanel, steps=30, beta=1.0, nx=32, nt=16)
 
     run_panel(panel)
 
