@@ -10,7 +10,7 @@ r = 1 subnetwork.  Models, all of identical shapes:
 
 Every (allocator, model) pair runs in its own process so that peak RSS is the model's own and the
 allocator can be chosen at start-up: ``system`` (glibc defaults), ``glibc-tuned`` (mallopt, see
-``reconstruct.runtime``) and ``tcmalloc`` (LD_PRELOAD, when installed).  On CUDA only ``system``
+``reconstruct.app.runtime``) and ``tcmalloc`` (LD_PRELOAD, when installed).  On CUDA only ``system``
 runs and peak memory is ``torch.cuda.max_memory_allocated``.
 
 Command that produced the committed results::
@@ -43,7 +43,7 @@ def _child(model: str, device: str, points: int, steps: int, warmup: int, alloca
     import torch
 
     import monai_nets
-    from reconstruct.runtime import allocator_in_use, tune_allocator
+    from reconstruct.app.runtime import allocator_in_use, tune_allocator
 
     if allocator == "glibc-tuned":
         tune_allocator()
@@ -93,7 +93,7 @@ def _run_child(model: str, allocator: str, args) -> dict:
     env = dict(os.environ, NESTNET_ALLOCATOR="system", _NESTNET_REEXEC="1")
     if allocator == "tcmalloc":
         sys.path.insert(0, str(ROOT))
-        from reconstruct.runtime import tcmalloc_path
+        from reconstruct.app.runtime import tcmalloc_path
 
         lib = tcmalloc_path()
         if lib is None:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_batch.json")
     args = parser.parse_args(argv)
     if argv is None:  # the sequential runs get the allocator the embedded workers get (tcmalloc if installed)
-        from reconstruct.runtime import reexec_with_tcmalloc
+        from reconstruct.app.runtime import reexec_with_tcmalloc
 
         reexec_with_tcmalloc()
 

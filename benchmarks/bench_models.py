@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from reconstruct.runtime import allocator_in_use, reexec_with_tcmalloc, tune_allocator
+    from reconstruct.app.runtime import allocator_in_use, reexec_with_tcmalloc, tune_allocator
 
     reexec_with_tcmalloc()
     import torch

@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--child-occupancy", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from reconstruct.runtime import allocator_in_use, reexec_with_tcmalloc, tune_allocator
+    from reconstruct.app.runtime import allocator_in_use, reexec_with_tcmalloc, tune_allocator
 
     reexec_with_tcmalloc()  # children inherit LD_PRELOAD
     import torch
