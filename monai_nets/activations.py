@@ -44,9 +44,9 @@ INIT_B2 = 0.0
 SUBNET_WIDTH = 3
 
 _BACKENDS = ("auto", "compile", "eager")
-_backend = os.environ.get("NESTNET_FUSED_BACKEND", "auto")
-if _backend not in _BACKENDS:
-    raise ValueError(f"NESTNET_FUSED_BACKEND must be one of {_BACKENDS}, got {_backend!r}")
+# None until set_fused_backend() is called: the environment variable is read at first use, so a bad
+# value never breaks ``import monai_nets`` (it is reported once and "auto" used).
+_backend: str | None = None
 # Compiling costs tens of seconds once; below this many elements the eager kernels are fast enough.
 _AUTO_COMPILE_MIN_NUMEL = 1 << 21
 _compiled: dict[str, object] = {}
@@ -63,7 +63,15 @@ def set_fused_backend(backend: str) -> None:
 
 
 def get_fused_backend() -> str:
-    """The current fused-activation backend (see :func:`set_fused_backend`)."""
+    """The current fused-activation backend (see :func:`set_fused_backend`; default ``NESTNET_FUSED_BACKEND``)."""
+    global _backend
+    if _backend is None:
+        chosen = os.environ.get("NESTNET_FUSED_BACKEND", "auto").strip().lower() or "auto"
+        if chosen not in _BACKENDS:
+            warnings.warn(f"NESTNET_FUSED_BACKEND={chosen!r} is not one of {', '.join(_BACKENDS)}; using 'auto'",
+                          stacklevel=2)
+            chosen = "auto"
+        _backend = chosen
     return _backend
 
 
@@ -98,8 +106,9 @@ def _rho_backward(g, z, w1, b1, w2, b2):
 def _kernels(numel: int, device_type: str):
     """(forward, backward) for this call: compiled where it pays, eager otherwise."""
     global _compile_failed
-    want = _backend == "compile" or (
-        _backend == "auto" and numel >= _AUTO_COMPILE_MIN_NUMEL and not _compile_failed
+    backend = get_fused_backend()
+    want = backend == "compile" or (
+        backend == "auto" and numel >= _AUTO_COMPILE_MIN_NUMEL and not _compile_failed
     )
     if not want:
         return _rho_forward, _rho_backward
@@ -124,7 +133,7 @@ def _run(kind: int, fallback, *args):
     try:
         return fn(*args)
     except Exception as exc:
-        if _backend == "compile":
+        if get_fused_backend() == "compile":
             raise
         _compile_failed = True
         warnings.warn(f"compiled nested activation failed ({type(exc).__name__}: {exc}); running eagerly",
