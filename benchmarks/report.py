@@ -28,6 +28,7 @@ from benchmarks.report_tables import (
     aggregate,
     load_records,
 )
+from reconstruct.app.files import atomic_write_text
 
 __all__ = ["generate", "load_records", "aggregate", "TASK_NOTES"]
 
@@ -247,7 +248,4 @@ def generate(out: Path | str) -> Path:
                 stale.unlink()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "RESULTS.md"
-    tmp = path.with_name(f".RESULTS.md.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)

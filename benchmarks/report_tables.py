@@ -7,13 +7,13 @@ the helpers here turn those statistics into Markdown table rows, plain compariso
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import higher_is_better, is_smoke, read_json
+from reconstruct.app.files import atomic_write
 
 __all__ = ["load_records", "aggregate", "METRIC_LABELS"]
 
@@ -377,10 +377,8 @@ def _plot(path: Path, title: str, stats: dict[str, dict], metric: str, refs: dic
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"), "a PNG plot")
     plt.close(fig)
-    os.replace(tmp, path)
     _WRITTEN_PLOTS.add(path.resolve())
     return True
 

@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from ..tasks import SPECS
+from ..tasks.spec import Param
 from .cli import add_fit_options
 from .commands import run_fit_command
 from .files import atomic_write, write_json
 from .images import write_image
+from .options import add_param_options
 from .records import run_record
 
 __all__ = ["add_demo_parser", "demo_phantom"]
@@ -103,21 +105,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not (np.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(_nonneg_float(text))
-    if value < 1 or float(text) != value:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+#: The demo's own options (the CT task's come from its spec).
+DEMO_OPTIONS = (
+    Param("size", int, _DEMO_SIZE, "phantom side", low=8, units="pixels"),
+    Param("n_angles", int, _DEMO_ANGLES, "views over 0-180 degrees", low=1),
+    Param("noise", float, _DEMO_NOISE, "Gaussian noise, fraction of the sinogram maximum", low=0.0),
+)
 
 
 def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
@@ -128,11 +121,8 @@ def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
                                    "reconstruct it, print PSNR/SSIM of the network and of FBP, and write "
                                    "ct_demo.png (phantom | FBP | network), ct_demo.json and the reconstruction "
                                    "into --out (files of an earlier demo there are replaced).")
-    p.add_argument("--size", type=_positive_int, default=_DEMO_SIZE, help=f"phantom side (default {_DEMO_SIZE})")
-    p.add_argument("--n-angles", type=_positive_int, default=_DEMO_ANGLES,
-                   help=f"views over 0-180 degrees (default {_DEMO_ANGLES})")
-    p.add_argument("--noise", type=_nonneg_float, default=_DEMO_NOISE,
-                   help=f"Gaussian noise, fraction of the sinogram maximum (default {_DEMO_NOISE})")
+    add_param_options(p, DEMO_OPTIONS)
     add_fit_options(p, spec, reference=False, out_help="output folder (default: demo_output)")
-    p.set_defaults(func=_cmd_demo, steps=_DEMO_STEPS, out="demo_output")
+    p.set_defaults(func=_cmd_demo, steps=_DEMO_STEPS, out="demo_output",
+                   **{o.name: o.default for o in DEMO_OPTIONS})
     return p

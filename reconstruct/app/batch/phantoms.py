@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ...tasks.spec import Param
 from ..files import PathLike, atomic_write_text
 from ..images import write_image
 from ..meta import ImageMeta
 
 __all__ = ["write_phantom_sinograms"]
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def write_phantom_sinograms(
@@ -50,9 +44,8 @@ def write_phantom_sinograms(
     from skimage.data import shepp_logan_phantom
     from skimage.transform import radon, resize, rotate
 
-    count = _positive_int(count, "count")
-    size = _positive_int(size, "size")
-    n_angles = _positive_int(n_angles, "n_angles")
+    count, size, n_angles = (Param(name, int, None, name, low=1).check(value)
+                             for name, value in (("count", count), ("size", size), ("n_angles", n_angles)))
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

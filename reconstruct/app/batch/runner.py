@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ...tasks.spec import Param
 from ..files import PathLike, atomic_write_text, check_output_path
 from .items import BatchItem, collect_items, output_suffix, param_stem
 from .params import batch_spec, check_run_params, param_hash
@@ -98,12 +97,6 @@ class BatchSummary:
     def items_per_minute(self) -> float:
         """Items computed (status ``"ok"``) per minute of wall time."""
         return 60.0 * self.n_ok / self.seconds if self.seconds > 0 else 0.0
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _write_summary(path: Path, results: list[ItemResult]) -> Path:
@@ -276,7 +269,7 @@ def run_batch(
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if n_workers is not None:
-        n_workers = _positive_int(n_workers, "n_workers")
+        n_workers = Param("n_workers", int, None, "worker processes", low=1).check(n_workers)
     scheduler = _check_scheduler(scheduler)
     out = Path(out_dir).expanduser().resolve()
     entries = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or ())
