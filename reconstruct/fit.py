@@ -18,7 +18,7 @@ from .device import resolve_device
 from .grid import DEFAULT_CHUNK_SIZE, make_grid, render
 from .operators import HIGHER_IS_BETTER, Operator
 
-__all__ = ["fit", "FitResult", "StepInfo", "BestIterate", "compute_metrics"]
+__all__ = ["fit", "FitResult", "StepInfo", "BestIterate", "HeldOut", "HeldOutChoice", "compute_metrics"]
 
 
 @dataclass
@@ -49,6 +49,41 @@ class BestIterate:
 
 
 @dataclass
+class HeldOut:
+    """Ground-truth-free early stopping on held-out measurements.
+
+    The measurement elements where ``mask`` is True are left out of the loss; after every step their
+    error (mean squared error of the data as measured, :meth:`~reconstruct.operators.Operator.raw`) is
+    measured on the field that step computed, and the fit stops
+    once it has not improved for ``patience`` steps. The returned model and output are the iterate with
+    the lowest held-out error: what a user without a ground truth can choose.
+
+    The mask must be constant along every axis the operator's loss couples: hold out whole projections
+    for CT (the ramp-filtered data term filters along the detector axis), pixels for denoising.
+
+    Args:
+        mask: boolean, broadcastable to the measurement's shape; True = held out.
+        patience: steps without a better held-out error before the fit stops (None: never early).
+        min_relative_improvement: an error counts as better only when it is this fraction below the best.
+    """
+
+    mask: np.ndarray | torch.Tensor
+    patience: int | None = 50
+    min_relative_improvement: float = 0.0
+
+
+@dataclass
+class HeldOutChoice:
+    """What the held-out error chose: ``step`` (updates applied), its ``error``, the whole ``curve``."""
+
+    step: int
+    error: float
+    curve: list[tuple[int, float]]
+    fraction: float
+    stopped_early: bool
+
+
+@dataclass
 class FitResult:
     """Outcome of :func:`fit`: the model, its rendering, the per-step history, final and best metrics."""
 
@@ -62,6 +97,8 @@ class FitResult:
     stopped_by: str = "steps"
     device: str = "cpu"
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The ground-truth-free choice when the fit held measurements out (see :class:`HeldOut`).
+    held_out: HeldOutChoice | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -132,6 +169,7 @@ def fit(
     regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     keep_best: bool = True,
+    held_out: HeldOut | None = None,
 ) -> FitResult:
     """Fit ``model`` so that ``operator(model on the grid) ≈ measurement``.
 
@@ -166,7 +204,11 @@ def fit(
         preview_every: steps between renderings handed to ``on_step`` (``StepInfo.output``).
         regularizer: extra loss term computed on the field of full-batch steps (e.g. total variation).
         chunk_size: points per forward pass when rendering.
-        keep_best: track the best iterate by the operator's first metric (needs ``reference``).
+        keep_best: track the best iterate by the operator's first metric (needs ``reference``); this
+            "best" is an oracle (chosen with the ground truth) and reported apart from the final iterate.
+        held_out: leave part of the measurement out of the loss and stop, without a ground truth, at
+            the lowest error on it (:class:`HeldOut`); full-batch fits with the operator's own loss only.
+            The result's model and output are then that iterate, ``result.held_out`` says which.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -178,6 +220,12 @@ def fit(
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if not (0 < lr_decay <= 1):
         raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
+    if time_budget_s is not None and not (isinstance(time_budget_s, (int, float, np.integer, np.floating))
+                                          and not isinstance(time_budget_s, bool)
+                                          and math.isfinite(time_budget_s) and time_budget_s > 0):
+        raise ValueError(f"time_budget_s must be a finite number of seconds > 0 or None, got {time_budget_s!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if batch_size is not None:
         if not operator.pointwise:
             raise ValueError(f"{type(operator).__name__} couples grid points; use batch_size=None (full batch)")
@@ -191,6 +239,9 @@ def fit(
     y = torch.as_tensor(np.asarray(measurement) if not isinstance(measurement, torch.Tensor) else measurement)
     y = y.to(dev, torch.float32)
     _check_finite("measurement", y)
+    train_weight = val_weight = None
+    if held_out is not None:
+        train_weight, val_weight = _held_out_weights(held_out, operator, y, batch_size)
     ref = None
     if reference is not None:
         ref = np.asarray(reference.detach().cpu() if isinstance(reference, torch.Tensor) else reference)
@@ -216,6 +267,8 @@ def fit(
         return _to_layout(field_, operator.channels)
 
     history: list[dict[str, float]] = []
+    curve: list[tuple[int, float]] = []
+    val_best: tuple[int, float, dict[str, torch.Tensor]] | None = None
     best: BestIterate | None = None
     stopped_by = "steps"
     start = time.perf_counter()
@@ -226,7 +279,14 @@ def fit(
         if batch_size is not None:
             idx = torch.randint(operator.num_points, (batch_size,), generator=gen).to(dev)
         optimizer.zero_grad(set_to_none=True)
-        loss, f = operator.training_loss(model, y, coords, idx)
+        if train_weight is not None:
+            loss, f, val_error = _held_out_losses(model, operator, y, coords, train_weight, val_weight)
+            curve.append((step - 1, val_error))  # the field of this step: the parameters before its update
+            if val_best is None or val_error < val_best[1] * (1.0 - held_out.min_relative_improvement):
+                val_best = (step - 1, val_error,
+                            {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+        else:
+            loss, f = operator.training_loss(model, y, coords, idx)
         if regularizer is not None and f is not None:
             loss = loss + regularizer(f)
         if not torch.isfinite(loss):
@@ -236,6 +296,8 @@ def fit(
         loss.backward()
 
         record: dict[str, float] = {"step": step, "loss": float(loss.detach())}
+        if train_weight is not None:
+            record["held_out_error"] = curve[-1][1]
         metrics: dict[str, float] = {}
         is_eval = step % eval_every == 0 or step == steps
         output_now: np.ndarray | None = None
@@ -269,8 +331,15 @@ def fit(
         if time_budget_s is not None and elapsed >= time_budget_s:
             stopped_by = "time_budget"
             break
+        if held_out is not None and held_out.patience is not None and step - 1 - val_best[0] >= held_out.patience:
+            stopped_by = "held_out"
+            break
 
     seconds = time.perf_counter() - start
+    choice = None
+    if val_best is not None:
+        model.load_state_dict(val_best[2])  # the iterate the held-out error chose, not the last one
+        choice = HeldOutChoice(val_best[0], val_best[1], curve, float(val_weight.mean()), stopped_by == "held_out")
     output = render_output()
     final: dict[str, float] = {}
     if ref is not None and names:
@@ -283,4 +352,43 @@ def fit(
             model.load_state_dict(current_state)
     model.eval()
     return FitResult(model=model, output=output, history=history, metrics=final, best=best, seconds=seconds,
-                     steps=step, stopped_by=stopped_by, device=str(dev))
+                     steps=step, stopped_by=stopped_by, device=str(dev), held_out=choice)
+
+
+def _held_out_weights(held_out: HeldOut, operator: Operator, y: torch.Tensor,
+                      batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """0/1 weights of the trained and the held-out measurement elements, shaped like ``y``."""
+    if batch_size is not None or type(operator).training_loss is not Operator.training_loss:
+        raise ValueError(f"held-out stopping needs a full-batch fit with {type(operator).__name__}'s own loss")
+    mask = torch.as_tensor(np.asarray(held_out.mask) if not isinstance(held_out.mask, torch.Tensor)
+                           else held_out.mask)
+    try:
+        mask = torch.broadcast_to(mask.to(device=y.device, dtype=torch.bool), y.shape)
+    except RuntimeError:
+        raise ValueError(f"held-out mask of shape {tuple(mask.shape)} does not fit the measurement "
+                         f"{tuple(y.shape)}") from None
+    held = int(mask.sum())
+    if held == 0 or held == mask.numel():
+        raise ValueError(f"the held-out mask must leave some measurements in and some out; it holds out {held} "
+                         f"of {mask.numel()}")
+    if held_out.patience is not None and held_out.patience < 1:
+        raise ValueError(f"held-out patience must be a positive number of steps or None; got {held_out.patience}")
+    return (~mask).float(), mask.float()
+
+
+def _held_out_losses(model: nn.Module, operator: Operator, y: torch.Tensor, coords: torch.Tensor,
+                     train_weight: torch.Tensor, val_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(loss on the kept measurements, field, error on the held-out ones)`` from one forward pass.
+
+    The operator's loss is a mean over elements; weighting both sides by 0/1 and rescaling by the
+    share of elements kept turns it into the mean over the kept elements alone. The held-out error is
+    the mean squared error of :meth:`Operator.raw` (the data as measured) on the held-out elements.
+    """
+    f = model(coords).reshape(*operator.signal_shape, -1)
+    pred = operator(f)
+    n = float(train_weight.numel())
+    loss = operator.loss(pred * train_weight, y * train_weight) * (n / float(train_weight.sum()))
+    with torch.no_grad():
+        raw = operator.raw(f.detach())
+        error = float((((raw - y) * val_weight) ** 2).sum() / val_weight.sum())
+    return loss, f, error

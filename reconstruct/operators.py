@@ -64,6 +64,14 @@ class Operator(nn.Module):
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(pred, target)
 
+    def raw(self, f: torch.Tensor) -> torch.Tensor:
+        """The measurement as it was taken, before any preconditioning the data term applies.
+
+        Held-out errors are measured here (plain squared error on the data), so a ramp-filtered CT
+        data term, which weights the noisiest frequencies most, does not decide when to stop.
+        """
+        return self(f)
+
     def output_transform(self, f: torch.Tensor) -> torch.Tensor:
         return f
 
@@ -220,6 +228,10 @@ class RadonOperator(Operator):
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.radon.forward(f[..., 0]) / self.scale
+
+    def raw(self, f: torch.Tensor) -> torch.Tensor:
+        # subclasses that filter the data term (the ramp-preconditioned CT loss) keep the plain projection
+        return RadonOperator.forward(self, f)
 
 
 class OccupancyOperator(Identity):
