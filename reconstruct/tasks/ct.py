@@ -1,4 +1,9 @@
-"""Parallel-beam CT: fit an image whose (filtered) Radon transform matches the sinogram."""
+"""CT reconstruction: an INR fitted through the projector, or a classical solver on the same operator.
+
+``method="inr"`` (the default) fits the network as before; ``"fbp"``, ``"sirt"``, ``"sart"``,
+``"cgls"`` and ``"tv"`` run :mod:`reconstruct.projectors.solvers` on the same geometry (parallel, or
+fan beam with distances in mm) and return a FitResult-compatible result.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,27 @@ import torch
 
 from ..fit import FitResult, compute_metrics
 from ..operators import RadonOperator
+from ..projectors import DETECTOR_SHAPES, FanBeam2D, ParallelBeam2D
+from ..projectors.solvers import SOLVERS, make_solver
 from ..radon import FILTER_NAMES, LAYOUTS, Radon, validate_sinogram
 from .common import as_array, normalisation
 from .runner import build_network, run_fit, run_parameters, task_function
 from .spec import DataInput, FitSettings, Param, TaskSpec
 
-__all__ = ["CT_RECONSTRUCT", "ct_reconstruct", "total_variation"]
+__all__ = ["CT_RECONSTRUCT", "ct_reconstruct", "total_variation", "METHODS", "GEOMETRIES", "check_angle_unit"]
+
+#: Reconstruction methods of the CT task: the INR fit and the classical solvers.
+METHODS = ("inr", *SOLVERS)
+#: Acquisition geometries of a 2-D sinogram.
+GEOMETRIES = ("parallel", "fan")
+ANGLE_UNITS = ("degrees", "radians")
 
 CT_RECONSTRUCT = TaskSpec(
     name="ct_reconstruct", command="ct", title="CT reconstruction",
     summary="CT reconstruction from a parallel-beam sinogram",
     inputs=(DataInput("sinogram", "2-D sinogram (layout: skimage = detectors x angles, torch = angles x detectors)"),
-            DataInput("angles", "projection angles in degrees, one per projection", per_item=True)),
+            DataInput("angles", "projection angles (angle_unit: degrees by default), one per projection",
+                      per_item=True)),
     params=(
         Param("layout", str, "skimage", "skimage = detectors x angles (skimage.transform.radon); torch = angles x "
               "detectors", choices=LAYOUTS),
@@ -33,6 +47,22 @@ CT_RECONSTRUCT = TaskSpec(
         Param("data_filter", str, "ramp", "fit FBP-filtered sinograms with this filter (fast on fine detail); "
               "None fits the sinogram itself (plain least squares)", choices=FILTER_NAMES, optional=True),
         Param("circle", bool, True, "zero the reconstruction outside the inscribed circle, as iradon(circle=True)"),
+        Param("method", str, "inr", "inr fits the network; fbp, sirt, sart (OS-SART), cgls, tv (Chambolle-Pock) "
+              "are the classical solvers on the same projector", choices=METHODS),
+        Param("angle_unit", str, "degrees", "unit of the angles", choices=ANGLE_UNITS),
+        Param("geometry", str, "parallel", "parallel beam, or fan beam (then give the distances in mm)",
+              choices=GEOMETRIES),
+        Param("source_distance", float, None, "fan beam: source to rotation centre", low=0.0, low_open=True,
+              optional=True, units="mm", gui_high=1e5),
+        Param("source_detector_distance", float, None, "fan beam: source to detector centre", low=0.0,
+              low_open=True, optional=True, units="mm", gui_high=1e5),
+        Param("det_spacing", float, 1.0, "fan beam: detector element pitch (parallel beam: pixels are one bin "
+              "wide)", low=0.0, low_open=True, units="mm", gui_high=100.0),
+        Param("det_offset", float, 0.0, "fan beam: shift of the detector centre", units="mm", gui_high=1000.0),
+        Param("detector_shape", str, "flat", "fan beam detector: flat (equispaced) or arc (equiangular)",
+              choices=DETECTOR_SHAPES),
+        Param("iterations", int, None, "iterations of sirt/sart/cgls/tv (None: the solver's default)", low=1,
+              optional=True, gui_high=10000),
     ),
     metrics=("psnr", "ssim"),
     default_steps=300,  # (50-100 steps with the default ramp + TV recipe)
@@ -62,10 +92,10 @@ class _FilteredRadon(RadonOperator):
         self.data_filter = data_filter
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.radon.filter_sinogram(super().forward(f), self.data_filter)
+        return self.radon.ramp_filter(super().forward(f), self.data_filter)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.mse_loss(pred, self.radon.filter_sinogram(target, self.data_filter))
+        return torch.nn.functional.mse_loss(pred, self.radon.ramp_filter(target, self.data_filter))
 
 
 def _circle_mask(n: int) -> np.ndarray:
@@ -73,6 +103,81 @@ def _circle_mask(n: int) -> np.ndarray:
     offset = np.arange(n) - n // 2
     return (offset[:, None] ** 2 + offset[None, :] ** 2) <= (n // 2) ** 2
 
+
+
+def check_angle_unit(angles_deg_or_rad: np.ndarray, unit: str) -> np.ndarray:
+    """Angles in radians; radian-looking angles given as degrees are a one-line ValueError.
+
+    Degrees that all lie within ±2π with a span over 0.5 rad are almost surely radians.
+    """
+    values = np.asarray(angles_deg_or_rad, dtype=np.float64)
+    if unit == "radians":
+        return values.copy()
+    span = float(values.max() - values.min()) if values.size else 0.0
+    if values.size > 1 and np.all(np.abs(values) <= 2 * np.pi) and span > 0.5:
+        raise ValueError(f"the angles look like radians (all within ±2π, span {span:.3g}); pass degrees or "
+                         f"angle_unit='radians'")
+    return np.deg2rad(values)
+
+
+def _projector(params: dict[str, Any], size: int, angles_rad: np.ndarray, det_count: int) -> Any:
+    """The task's geometry on a ``size``² grid (fan beam: pixels as wide as a bin at the isocentre)."""
+    if params["geometry"] == "parallel":
+        return ParallelBeam2D((size, size), angles_rad, det_count, 1.0, clip_to_circle=params["circle"])
+    d, dsd = params["source_distance"], params["source_detector_distance"]
+    if d is None or dsd is None:
+        raise ValueError("geometry='fan' needs source_distance and source_detector_distance (mm)")
+    pixel = params["det_spacing"] * d / dsd
+    return FanBeam2D((size, size), angles_rad, det_count, d, dsd, params["det_spacing"], pixel,
+                     params["det_offset"], params["detector_shape"])
+
+
+def _tv_lambda(weight: float, sino: np.ndarray, image_scale: float, pixels: int) -> float:
+    """The INR's normalised TV weight as the λ of ``½‖A x − y‖² + λ TV(x)`` (same objective, rescaled)."""
+    sino_scale = float(np.abs(sino).max())
+    return float(weight) * sino.size * sino_scale ** 2 / (2.0 * pixels * image_scale)
+
+
+def _solve(sino: np.ndarray, angles_deg: np.ndarray, angles_rad: np.ndarray, size: int, ref: np.ndarray | None,
+           params: dict[str, Any], fit: FitSettings) -> FitResult:
+    """A classical solver's reconstruction as a FitResult (no network; metrics against ``reference``)."""
+    import time
+
+    start = time.perf_counter()
+    det_count = sino.shape[1]
+    op = _projector(params, size, angles_rad, det_count)
+    y = torch.from_numpy(sino.astype(np.float64))
+    with torch.no_grad():
+        if params["geometry"] == "parallel":
+            fbp = Radon(size, angles_rad, det_count=det_count).fbp(y, params["filter_name"], circle=params["circle"])
+        else:
+            fbp = op.fbp(y, params["filter_name"])
+    image_scale = float(np.percentile(np.abs(fbp.numpy()), 99.9)) or 1.0
+    kwargs: dict[str, Any] = {} if params["iterations"] is None else {"iterations": params["iterations"]}
+    method = params["method"]
+    if method == "fbp":
+        output = fbp
+    else:
+        if method == "tv":
+            kwargs["weight"] = _tv_lambda(params["tv_weight"], sino, image_scale, size * size)
+        solver = make_solver(method, **kwargs)
+        output = solver(op, y)
+    mask = _circle_mask(size) if params["circle"] else np.ones((size, size), bool)
+    output_np = (output.numpy() * mask).astype(np.float32)
+    fbp_np = (fbp.numpy() * mask).astype(np.float32)
+    metrics: dict[str, float] = {}
+    extras: dict[str, Any] = {"fbp": fbp_np}
+    if ref is not None:
+        ref_norm = normalisation(ref, "reference", allow_constant=True)
+        data_range = ref_norm.scale if ref_norm.method != "constant" else image_scale
+        metrics = compute_metrics(CT_RECONSTRUCT.metrics, output_np, ref.astype(np.float32), data_range)
+        extras["fbp_metrics"] = compute_metrics(CT_RECONSTRUCT.metrics, fbp_np, ref.astype(np.float32), data_range)
+    extras["parameters"] = {"task": CT_RECONSTRUCT.name, "device": "cpu", **params, "output_size": size,
+                            "angles_deg": angles_deg.tolist(), "det_count": det_count, "solver": kwargs}
+    iterations = 1 if method == "fbp" else int(kwargs.get("iterations", SOLVERS[method]().iterations))
+    return FitResult(model=op, output=output_np, history=[], metrics=metrics, best=None,
+                     seconds=time.perf_counter() - start, steps=iterations, stopped_by="steps", device="cpu",
+                     extras=extras)
 
 
 @task_function(CT_RECONSTRUCT)
@@ -130,8 +235,10 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
         raise ValueError(f"sinogram must be 2-D ({axes}); got shape {tuple(sino.shape)}; reconstruct one slice "
                          "at a time")
     validate_sinogram(sino, angles, layout=layout)
-    angles_deg = np.asarray(angles.detach().cpu() if isinstance(angles, torch.Tensor) else angles,
-                            dtype=np.float64).reshape(-1).copy()
+    angles_given = np.asarray(angles.detach().cpu() if isinstance(angles, torch.Tensor) else angles,
+                              dtype=np.float64).reshape(-1).copy()
+    angles_rad = check_angle_unit(angles_given, params["angle_unit"])
+    angles_deg = np.rad2deg(angles_rad) if params["angle_unit"] == "radians" else angles_given
     sino = sino.astype(np.float32)
     if layout == "skimage":
         sino = np.ascontiguousarray(sino.T)
@@ -145,7 +252,11 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
             raise ValueError(f"reference shape {tuple(ref.shape)} differs from the output shape {(size, size)}; "
                              "pass the ground-truth image on the reconstruction grid")
 
-    angles_rad = np.deg2rad(angles_deg)
+    if params["method"] != "inr" or params["geometry"] != "parallel":
+        if params["method"] == "inr":
+            raise ValueError("method='inr' supports geometry='parallel' for now; use a classical method "
+                             "(fbp, sirt, sart, cgls, tv) for fan-beam sinograms")
+        return _solve(sino, angles_deg, angles_rad, size, ref, params, fit)
     radon = Radon(size, angles_rad, det_count=det_count)
     with torch.no_grad():
         fbp = radon.fbp(torch.from_numpy(sino.astype(np.float64)), filter_name=filter_name, circle=circle)

@@ -8,7 +8,7 @@ import torch
 from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, resize
 
-import reconstruct.radon as radon_module
+import reconstruct.projectors._core as core
 from reconstruct.radon import (
     FILTER_NAMES,
     Radon,
@@ -73,7 +73,9 @@ def test_even_size_matches_skimage():
     image = phantom(size)
     sino_sk = radon(image, THETA_DEG, circle=True)
     op = Radon(size, np.deg2rad(THETA_DEG))
-    assert rel_err(op(torch.from_numpy(image)).numpy(), sino_sk.T) < 1e-6
+    # For even N scikit-image's circle=True rays stop at N // 2 - 1 past the centre, so they miss the
+    # slivers of the pixels at distance N // 2 that bilinear rays reach; ours cross the whole disc.
+    assert rel_err(op(torch.from_numpy(image)).numpy(), sino_sk.T) < 1e-3
     assert rel_err(op.fbp(torch.from_numpy(sino_sk.T.copy())).numpy(), iradon(sino_sk, THETA_DEG)) < 1e-6
 
 
@@ -123,7 +125,7 @@ def test_backprojection_is_adjoint(size, det_count, det_spacing):
         rhs = (x * op.backprojection(y)).sum().item()
         # Relative to the Cauchy-Schwarz bound, so zero-mean draws are not judged on cancellation.
         scale = (op(x).norm() * y.norm()).item()
-        assert abs(lhs - rhs) / scale < 0.01
+        assert abs(lhs - rhs) / scale < 1e-12  # exact adjoint (float64 rounding)
 
 
 def test_gradcheck_forward_backprojection_fbp():
@@ -138,12 +140,12 @@ def test_gradcheck_forward_backprojection_fbp():
 
 
 def test_gradient_of_forward_is_backprojection():
-    # d<A x, y>/dx = A^T y up to interpolation: autograd through grid_sample vs the explicit adjoint.
+    # d<A x, y>/dx = A^T y exactly: autograd of the forward is the explicit adjoint.
     op = Radon(33, np.linspace(0, np.pi, 30, endpoint=False))
     x = torch.zeros(33, 33, dtype=torch.float64, requires_grad=True)
     y = op(torch.from_numpy(phantom(33)))
     (op(x) * y).sum().backward()
-    assert rel_err(x.grad.numpy(), op.backprojection(y).numpy()) < 0.05
+    assert rel_err(x.grad.numpy(), op.backprojection(y).numpy()) < 1e-12
 
 
 # ---------------------------------------------------------------- batching, dtypes, chunking
@@ -180,7 +182,7 @@ def test_chunking_over_angles_gives_same_result(monkeypatch):
     image = torch.rand(2, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     sino_whole, back_whole = op(image), op.backprojection(op(image))
     # Force about three angles per chunk.
-    monkeypatch.setattr(radon_module, "_CHUNK_ELEMENTS", 3 * 2 * size * size)
+    monkeypatch.setattr(core, "CHUNK_ELEMENTS", 3 * 2 * op.projector.samples_per_view)
     torch.testing.assert_close(op(image), sino_whole)
     torch.testing.assert_close(op.backprojection(sino_whole), back_whole)
 
@@ -306,8 +308,8 @@ def test_operator_input_errors():
         op(torch.zeros(8, 9))
     with pytest.raises(TypeError, match="torch.Tensor"):
         op(np.zeros((9, 9)))
-    with pytest.raises(TypeError, match="floating point"):
-        op(torch.zeros(9, 9, dtype=torch.int64))
+    with pytest.raises(TypeError, match="must be real"):
+        op(torch.zeros(9, 9, dtype=torch.complex64))
     with pytest.raises(ValueError, match=r"sinogram must have shape \(\.\.\., 2, 9\)"):
         op.backprojection(torch.zeros(3, 9))
     with pytest.raises(ValueError, match=r"sinogram must have shape \(\.\.\., 2, 9\)"):
