@@ -14,6 +14,19 @@ Two implementations compute the same function:
   on CPU, Triton on CUDA) into one-pass kernels; small inputs, or machines where compiling fails,
   run the same code eagerly.  Select with :func:`set_fused_backend` or the environment variable
   ``NESTNET_FUSED_BACKEND`` (``auto``, ``compile``, ``eager``).
+
+While a graph is captured (``torch.jit.trace``, ``torch.export``, ``torch.compile``, ONNX export) the
+fused path calls the same forward formula as plain tensor operations instead of the custom autograd
+function, which those tools cannot record or serialise; autograd then differentiates the formula
+itself (``torch.jit.trace`` with ``num_subnets > 1`` records the naive reference, the same function).
+Eager calls always use the fused function.  ``torch.jit.script`` is not supported: trace instead.
+
+Channel axis (which input axis picks the subnetwork when ``num_subnets > 1``): by default
+(``channel_dim=None``) it follows MONAI's layout, the rule used with ``Act["nestnet"]`` in MONAI nets:
+inputs with 3 or more axes are channel-first ``(B, C, *spatial)`` (NCHW/NCDHW, as in ``BasicUNet``
+and ``UNet``), so the channel axis is 1; inputs with 1 or 2 axes are ``(C,)`` or ``(B, C)`` (as in
+``FullyConnectedNet``), so it is the last axis.  The coordinate networks of this package pass
+``channel_dim=-1`` (features last, any number of leading axes).
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import warnings
 import torch
 from torch import nn
 
-from ._validation import check_positive_int
+from ._validation import capturing_graph, check_positive_int
 
 __all__ = [
     "NestedActivation",
@@ -181,14 +194,18 @@ class NestedActivation(nn.Module):
 
     There are ``num_subnets`` (r) independent subnetworks.  Channel ``c`` of ``C`` uses subnetwork
     ``c * r // C``: contiguous blocks of channels share one subnetwork, so the assignment holds for
-    any layer width (and a shared activation can serve layers of different widths).
+    any layer width (and a shared activation can serve layers of different widths).  The channel
+    axis is MONAI's unless given (see the module docstring): axis 1 of a ``(B, C, *spatial)`` input
+    of a convolutional net, the last axis of ``(B, C)`` features.
 
     Args:
         height: 1 = ReLU, 2 = one width-3 subnetwork per neuron, s > 2 nests height s−1 subnetworks
             inside (their parameters are shared by the three hidden units of the level above).
         num_subnets: r, the number of distinct subnetworks per level.
-        channel_dim: axis of the input that indexes channels (``-1`` for MLP features, ``1`` for
-            MONAI's ``(B, C, ...)`` convolutional layout).  Only used when ``num_subnets > 1``.
+        channel_dim: axis of the input that indexes channels; ``None`` (default): MONAI's layout,
+            axis 1 for inputs of 3+ axes ``(B, C, *spatial)`` and the last axis for ``(B, C)``;
+            ``-1`` for features last with any leading axes (the coordinate networks).  Only used
+            when ``num_subnets > 1``.
         init: ``"prescribed"`` (the paper's values, default) or ``"random"`` (N(0, 1) weights,
             biases U(−0.5, 0.5), for ablations).
         fused: use the fused kernels (default); ``False`` runs the naive reference.
@@ -204,7 +221,7 @@ class NestedActivation(nn.Module):
         self,
         height: int = 2,
         num_subnets: int = 1,
-        channel_dim: int = -1,
+        channel_dim: int | None = None,
         init: str = "prescribed",
         fused: bool = True,
     ) -> None:
@@ -213,6 +230,8 @@ class NestedActivation(nn.Module):
         self.num_subnets = check_positive_int("num_subnets", num_subnets)
         if init not in ("prescribed", "random"):
             raise ValueError(f"init must be 'prescribed' or 'random', got {init!r}")
+        if channel_dim is not None and (isinstance(channel_dim, bool) or not isinstance(channel_dim, int)):
+            raise TypeError(f"channel_dim must be an integer axis or None (MONAI's layout), got {channel_dim!r}")
         self.channel_dim = channel_dim
         self.init = init
         self.fused = fused
@@ -269,11 +288,19 @@ class NestedActivation(nn.Module):
             node = node.inner
         return levels
 
+    def channel_axis(self, z: torch.Tensor) -> int:
+        """The axis of ``z`` whose index picks the subnetwork (non-negative; see the module docstring)."""
+        if self.channel_dim is not None:
+            return self.channel_dim % max(z.ndim, 1)
+        return 1 if z.ndim >= 3 else max(z.ndim - 1, 0)
+
     def _check_channels(self, z: torch.Tensor, channel_dim: int) -> int:
         """The channel count of ``z``, checked against ``num_subnets``."""
         if z.ndim == 0:
             raise ValueError("NestedActivation with num_subnets > 1 needs an input with a channel axis")
         channels = z.shape[channel_dim % z.ndim]
+        if torch.jit.is_tracing():  # sizes are traced tensors there: branching on them would warn and bake in
+            return channels
         if channels < self.num_subnets:
             raise ValueError(
                 f"NestedActivation: {channels} channels cannot be split among num_subnets={self.num_subnets}; "
@@ -300,6 +327,8 @@ class NestedActivation(nn.Module):
         cast = z.dtype
         w1, b1, w2, b2 = self.w1[j].to(cast), self.b1[j].to(cast), self.w2[j].to(cast), self.b2[j].to(cast)
         if self.inner is None:
+            if capturing_graph():  # the same formula as plain ops: traceable, exportable, serialisable
+                return _rho_forward(z, w1, b1, w2, b2)
             return _FusedRho.apply(z, w1, b1, w2, b2)
         # Height > 2: the outer level is three affine maps feeding the (fused) inner activation.
         out = b2
@@ -308,13 +337,15 @@ class NestedActivation(nn.Module):
         return out
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self._activate(z, self.channel_dim)
+        return self._activate(z, self.channel_axis(z))
 
     def _activate(self, z: torch.Tensor, channel_dim: int) -> torch.Tensor:
         if self.height == 1:
             return torch.relu(z)
-        if self.fused:
+        if self.fused and not (torch.jit.is_tracing() and self.num_subnets > 1):
             return self._forward_fused(z, channel_dim)
+        # The reference; also what torch.jit.trace records for r > 1, where the channel blocks of the
+        # fused path would need the traced channel count as a Python int.
         return nested_activation_naive(z, self._levels(z, channel_dim))
 
     @torch.no_grad()

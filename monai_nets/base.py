@@ -7,7 +7,7 @@ from torch import nn
 
 from ._validation import check_coordinates, check_positive_int
 
-__all__ = ["CoordinateNetwork"]
+__all__ = ["CoordinateNetwork", "ChannelFirst"]
 
 
 class CoordinateNetwork(nn.Module):
@@ -41,6 +41,39 @@ class CoordinateNetwork(nn.Module):
     def num_real_parameters(self) -> int:
         """Trainable parameter count with complex parameters counted as two real numbers."""
         return sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters() if p.requires_grad)
+
+
+class ChannelFirst(nn.Module):
+    """A coordinate network on MONAI's channel-first layout: ``(B, spatial_dims, *S)`` → ``(B, out_channels, *S)``.
+
+    Channel ``i`` of the input holds coordinate ``i`` of each sample (a coordinate grid is an "image"
+    of ``spatial_dims`` channels), so MONAI tools that feed ``(B, C, H[, W, D])`` tensors, such as a
+    bundle's ``verify_net_in_out`` or an inferer, can drive an implicit neural representation.  The
+    wrapped network's parameters are this module's (``network.*`` in the state dict).
+
+    Args:
+        network: a :class:`CoordinateNetwork`.
+
+    Example::
+
+        net = ChannelFirst(NestNet(spatial_dims=2, out_channels=1))
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+        image = net(torch.stack([yy, xx])[None])   # (1, 1, 64, 64)
+    """
+
+    def __init__(self, network: CoordinateNetwork) -> None:
+        super().__init__()
+        if not isinstance(network, CoordinateNetwork):
+            raise TypeError(f"ChannelFirst wraps a monai_nets coordinate network, got {type(network).__name__}")
+        self.network = network
+        self.spatial_dims = network.spatial_dims
+        self.out_channels = network.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.ndim < 2:
+            raise ValueError(f"ChannelFirst({type(self.network).__name__}): input must be (B, {self.spatial_dims}, "
+                             f"*spatial), got shape {tuple(x.shape)}")
+        return self.network(x.movedim(1, -1)).movedim(-1, 1)
 
 
 def hidden_tuple(hidden_channels: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ errors naming the file).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,48 @@ from monai.utils import ImageMetaKey, MetaKeys, SpaceKeys, ensure_tuple
 from .files import PathLike, existing_file
 from .images import SUPPORTED_SUFFIXES, image_format, read_sitk_image, sitk_header
 
-__all__ = ["SimpleITKReader"]
+__all__ = ["SimpleITKReader", "typed_header"]
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INDEXED = re.compile(r"(.+)\[(\d+)\]")
+# what SimpleITK prints for header values it cannot show as text (ITK matrices, qfac)
+_UNPRINTABLE = "[UNKNOWN_PRINT_CHARACTERISTICS]"
+
+
+def _typed(text: str) -> Any:
+    """A header string as MONAI's NibabelReader would give it: an int, a float, a 1-D array of numbers, or the text."""
+    value = text.strip()
+    if _INT.fullmatch(value):
+        return int(value)
+    if _FLOAT.fullmatch(value):
+        return float(value)
+    parts = value.replace(",", " ").split()
+    if len(parts) > 1 and all(_FLOAT.fullmatch(p) for p in parts):
+        return np.asarray([float(p) for p in parts])
+    return text
+
+
+def typed_header(header: dict[str, str]) -> dict[str, Any]:
+    """SimpleITK header strings typed: numbers as numbers, number lists as arrays, indexed keys also gathered.
+
+    ``"pixdim[1]": "0.7"`` becomes ``0.7``; ``"srow_x": "0 1.25 0 -0"`` an array; and ``pixdim[0..7]`` are
+    also gathered into ``"pixdim"`` (an array), the key and form of MONAI's ``NibabelReader`` (which
+    returns the NIfTI header fields as numbers).  Text stays text; values SimpleITK cannot print are
+    dropped.
+    """
+    typed: dict[str, Any] = {k: _typed(v) for k, v in header.items() if not v.startswith(_UNPRINTABLE)}
+    groups: dict[str, dict[int, Any]] = {}
+    for key, value in typed.items():
+        match = _INDEXED.fullmatch(key)
+        if match:
+            groups.setdefault(match.group(1), {})[int(match.group(2))] = value
+    for name, items in groups.items():
+        values = [items.get(i) for i in range(max(items) + 1)]
+        if name not in typed and all(isinstance(v, (int, float)) for v in values):
+            kind = int if all(isinstance(v, int) for v in values) else float
+            typed[name] = np.asarray(values, dtype=np.int64 if kind is int else np.float64)
+    return typed
 
 
 class SimpleITKReader(ImageReader):
@@ -29,8 +71,9 @@ class SimpleITKReader(ImageReader):
     ``(x, y, z)`` (``(x, y, z, C)`` for vector pixels) so that it matches ``affine``, which maps array
     indices to world coordinates in RAS (LPS with ``affine_lps_to_ras=False``). The meta dict has
     ``affine``, ``original_affine``, ``spatial_shape``, ``original_channel_dim``, ``space``,
-    ``spacing``, ``filename_or_obj`` and the header's own keys. Several files are stacked on a new
-    first (channel) axis.
+    ``spacing``, ``filename_or_obj`` and the header's own keys, typed as ``NibabelReader`` types them
+    (numbers, arrays of numbers; ``pixdim``/``dim`` gathered from ``pixdim[i]``/``dim[i]``; see
+    :func:`typed_header`). Several files are stacked on a new first (channel) axis.
 
     Args:
         channel_dim: channel axis of the data, as in ``ITKReader``; None means "no channel", or ``-1``
@@ -136,7 +179,7 @@ class SimpleITKReader(ImageReader):
 
     @staticmethod
     def _get_meta_dict(img: sitk.Image) -> dict:
-        meta: dict[str, Any] = dict(sitk_header(img))
+        meta: dict[str, Any] = typed_header(sitk_header(img))
         meta["spacing"] = np.asarray(img.GetSpacing())
         return meta
 

@@ -45,8 +45,12 @@ def test_reader_sets_scale_translate_and_keeps_meta(tmp_path):
     np.testing.assert_array_equal(data, _volume())
     assert tuple(kwargs["scale"]) == SPACING[::-1]
     assert tuple(kwargs["translate"]) == ORIGIN[::-1]
+    # the direction in numpy order: napari shows the volume in world coordinates
+    np.testing.assert_array_equal(kwargs["rotate"], np.reshape(DIRECTION, (3, 3))[::-1, ::-1])
     meta = ImageMeta.from_dict(kwargs["metadata"]["image_meta"])
     assert meta.direction == DIRECTION and meta.format == "nifti"
+    header = kwargs["metadata"]["header"]  # typed as MONAI's NibabelReader gives them
+    assert header["pixdim[1]"] == SPACING[0] and list(header["dim"][:4]) == [3, 7, 6, 5]
 
 
 def test_reader_opens_integer_masks_as_labels(tmp_path):
@@ -65,6 +69,7 @@ def test_nifti_round_trip_through_the_viewer_keeps_geometry_exactly(viewer, tmp_
     write_image(src, _volume(), ImageMeta(SPACING, ORIGIN, DIRECTION))
     [layer] = viewer.open(str(src), plugin="napari-nestnet")
     assert tuple(layer.scale) == SPACING[::-1] and tuple(layer.translate) == ORIGIN[::-1]
+    np.testing.assert_array_equal(layer.rotate, np.reshape(DIRECTION, (3, 3))[::-1, ::-1])
 
     out = tmp_path / f"out{suffix}"
     written = viewer.layers.save(str(out), selected=False, plugin="napari-nestnet")
@@ -143,6 +148,9 @@ def test_manifest_lists_every_panel_and_the_packaged_copy_is_current():
     from npe2 import PluginManifest
 
     manifest = PluginManifest.from_file(ROOT / "napari.yaml")
+    writers = {(w.command, tuple(w.layer_types)) for w in manifest.contributions.writers}
+    assert {("napari-nestnet.write_image", ("image",)), ("napari-nestnet.write_labels", ("labels",)),
+            ("napari-nestnet.write_layers", ("image*", "labels*"))} <= writers
     widgets = {w.display_name for w in manifest.contributions.widgets}
     assert {"Fit image", "Denoise", "Super-resolve (single image)", "Super-resolve (multi-frame)",
             "CT reconstruction", "Occupancy volume", "PINN convection", "Learned activations"} <= widgets

@@ -498,3 +498,25 @@ def test_simpleitk_reader_stacks_files_and_vector_pixels(tmp_path):
 
     with pytest.raises(FileNotFoundError):
         reader.read(tmp_path / "missing.nii.gz")
+
+
+def test_simpleitk_reader_header_values_are_numbers_like_nibabel_reader(tmp_path):
+    from reconstruct.app.monai_reader import typed_header
+
+    path, _ = _nifti(tmp_path)
+    meta = LoadImage(reader=SimpleITKReader(), image_only=True)(path).meta
+    assert meta["pixdim[1]"] == pytest.approx(META3.spacing[0]) and isinstance(meta["dim[0]"], int)
+    assert meta["qform_code"] == 1 and meta["qform_code_name"] == "NIFTI_XFORM_SCANNER_ANAT"  # text stays text
+    assert not [k for k, v in meta.items() if isinstance(v, str) and v.startswith("[UNKNOWN")]
+    np.testing.assert_array_equal(meta["dim"], [3, 5, 4, 3, 1, 1, 1, 1])
+    nib = pytest.importorskip("nibabel", reason="nibabel not installed: the values above are checked by hand")
+    theirs = LoadImage(reader="NibabelReader", image_only=True)(path).meta
+    for key in ("dim", "srow_x", "srow_y", "srow_z", "qform_code", "sform_code", "quatern_d", "datatype", "bitpix"):
+        np.testing.assert_allclose(np.asarray(meta[key], dtype=float), np.asarray(theirs[key], dtype=float),
+                                   rtol=1e-5, atol=1e-6, err_msg=key)  # SimpleITK prints 6 significant digits
+    np.testing.assert_allclose(meta["pixdim"][1:4], theirs["pixdim"][1:4], atol=1e-6)  # [0] is qfac for nibabel
+    typed = typed_header({"a": "3", "b": "-0.5", "c": "1e-3", "d": "1 2.5", "i": "1,2", "e": "NIFTI_XFORM", "h": "",
+                          "f[0]": "1", "f[1]": "2", "g[0]": "x", "qfac": "[UNKNOWN_PRINT_CHARACTERISTICS]\n"})
+    assert (typed["a"], typed["b"], typed["c"], typed["e"], typed["h"]) == (3, -0.5, 1e-3, "NIFTI_XFORM", "")
+    assert [typed["d"].tolist(), typed["i"].tolist(), typed["f"].tolist()] == [[1.0, 2.5], [1.0, 2.0], [1, 2]]
+    assert isinstance(typed["a"], int) and "g" not in typed and "qfac" not in typed and nib is not None
