@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fit import FitResult, compute_metrics
+from ..fit import FitResult, HeldOut, compute_metrics
 from ..operators import RadonOperator
 from ..projectors import DETECTOR_SHAPES, FanBeam2D, ParallelBeam2D
 from ..projectors.solvers import SOLVERS, make_solver
@@ -63,6 +63,10 @@ CT_RECONSTRUCT = TaskSpec(
               choices=DETECTOR_SHAPES),
         Param("iterations", int, None, "iterations of sirt/sart/cgls/tv (None: the solver's default)", low=1,
               optional=True, gui_high=10000),
+        Param("held_out", float, 0.0, "inr: fraction of the projections (spread over the arc) left out of the fit "
+              "to stop at their lowest error, without a ground truth (0 = off: run all steps)", low=0.0, high=0.5),
+        Param("patience", int, 40, "inr with held_out: steps without a lower held-out error before stopping", low=1,
+              gui_high=100_000),
     ),
     metrics=("psnr", "ssim"),
     default_steps=300,  # (50-100 steps with the default ramp + TV recipe)
@@ -180,6 +184,22 @@ def _solve(sino: np.ndarray, angles_deg: np.ndarray, angles_rad: np.ndarray, siz
                      extras=extras)
 
 
+
+def held_out_projections(n_angles: int, fraction: float) -> np.ndarray:
+    """``(n_angles, 1)`` mask holding out about ``fraction`` of the projections, evenly spread over the arc.
+
+    Every k-th projection (k = round(1 / fraction)), starting half a period in so the first and last
+    views stay in the fit; at least one projection is held out and at least two are kept.
+    """
+    if n_angles < 3:
+        raise ValueError(f"holding projections out needs at least 3 views; got {n_angles}")
+    period = max(2, round(1.0 / fraction))
+    mask = np.zeros((n_angles, 1), bool)
+    mask[period // 2::period] = True
+    if not mask.any():
+        mask[n_angles // 2] = True
+    return mask
+
 @task_function(CT_RECONSTRUCT)
 def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: FitSettings, on_step: Any,
                    reference: Any) -> FitResult:
@@ -293,8 +313,15 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
             return weight * total_variation(field)
 
     network, net_kwargs = build_network(CT_RECONSTRUCT, fit, 2, 1, (size, size))
+    stop = None if params["held_out"] == 0 else HeldOut(held_out_projections(n_angles, params["held_out"]),
+                                                        patience=params["patience"])
     result = run_fit(fit, network, operator, measurement, on_step=on_step, to_output=to_output, reference=fit_ref,
-                     data_range=data_range, regularizer=regularizer)
+                     data_range=data_range, regularizer=regularizer, held_out=stop)
+    if result.held_out is not None:
+        result.extras["held_out"] = {"step": result.held_out.step, "error": result.held_out.error,
+                                     "fraction": result.held_out.fraction,
+                                     "stopped_early": result.held_out.stopped_early,
+                                     "curve": [list(point) for point in result.held_out.curve]}
     result.extras["fbp"] = fbp
     if ref is not None:
         names = operator.metric_names

@@ -22,7 +22,7 @@ import torch
 from monai_nets import get_network
 
 from ..device import resolve_device
-from ..fit import FitResult, StepInfo, fit
+from ..fit import FitResult, HeldOut, StepInfo, fit
 from .spec import FIT_PARAMS, FitSettings, TaskSpec
 
 __all__ = ["task_function", "build_network", "run_fit", "run_parameters", "OnStep"]
@@ -118,6 +118,7 @@ def run_fit(
     batch_size: int | None = None,
     regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     eval_every: int | None = None,
+    held_out: HeldOut | None = None,
 ) -> FitResult:
     """Fit ``network`` with the run's settings; outputs, previews and the best iterate through ``to_output``."""
     def identity(values: np.ndarray) -> np.ndarray:
@@ -129,7 +130,7 @@ def run_fit(
         batch_size=batch_size, seed=settings.seed, device=resolve_device(settings.device),
         on_step=_previews(on_step, convert), time_budget_s=settings.time_budget_s, reference=reference,
         data_range=data_range, preview_every=settings.preview_every, regularizer=regularizer,
-        eval_every=eval_every,
+        eval_every=eval_every, held_out=held_out,
     )
     result.output = convert(result.output)
     if result.best is not None and result.best.output is not None:

@@ -84,3 +84,24 @@ def test_held_out_projections_for_ct_use_the_plain_projections():
 def test_bad_masks_get_one_line(mask, match):
     with pytest.raises(ValueError, match=match):
         fit(_net(), Identity((24, 24), 1), np.zeros((24, 24, 1), np.float32), steps=2, held_out=HeldOut(mask))
+
+
+def test_ct_task_holds_projections_out_and_records_the_choice():
+    from skimage.transform import radon
+
+    from reconstruct.tasks import ct_reconstruct
+    from reconstruct.tasks.ct import held_out_projections
+
+    mask = held_out_projections(30, 0.1)
+    assert mask.sum() == 3 and not mask[0] and not mask[-1]
+    n = 24
+    yy, xx = np.mgrid[:n, :n] - n / 2
+    disc = ((xx**2 + yy**2) < (n / 3) ** 2).astype(np.float64)
+    theta = np.linspace(0, 180, 30, endpoint=False)
+    sino = radon(disc, theta=theta, circle=True)
+    result = ct_reconstruct(sino, theta, steps=200, held_out=0.1, patience=10,
+                            model_kwargs={"hidden_channels": (16, 16)})
+    chosen = result.extras["held_out"]
+    assert result.stopped_by in ("held_out", "steps") and chosen["fraction"] == pytest.approx(0.1)
+    assert chosen["step"] == min(chosen["curve"], key=lambda point: point[1])[0]
+    assert result.extras["parameters"]["held_out"] == 0.1
