@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import PathLike
+from .files import PathLike, npy_problem
 
 __all__ = ["parse_angles", "parse_numbers", "is_angle_range"]
 
@@ -32,6 +32,9 @@ def is_angle_range(text: str) -> bool:
 def _load_numbers(path: Path, what: str, hint: str) -> np.ndarray:
     try:
         if path.suffix.lower() == ".npy":
+            problem = npy_problem(path)
+            if problem is not None:
+                raise ValueError(problem)
             return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
         rows = [line.replace(",", " ").split() for line in path.read_text().splitlines()]
         rows = [r for r in rows if r and not r[0].startswith("#")]

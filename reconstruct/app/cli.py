@@ -27,10 +27,11 @@ from collections.abc import Sequence
 from ..tasks import FIT_PARAMS, SPECS, TaskSpec
 from .commands import Usage, run_task_command
 from .files import one_line
-from .meshes import MESH_OPTIONS
+from .meshes import LEVEL, MESH_OPTIONS
 from .options import add_param_options
 
-__all__ = ["main", "build_parser", "add_fit_options", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = ["main", "build_parser", "add_fit_options", "OneLineParser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE",
+           "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # an unexpected failure (one line; NESTNET_DEBUG=1 shows the traceback)
@@ -47,6 +48,14 @@ _INPUT_HELP = {
     "ct_reconstruct": "sinogram file (2-D)",
     "fit_occupancy": "mesh (.stl/.obj/.ply/.off/.glb) or volume (NIfTI, MHA, NRRD, .npy, TIFF)",
 }
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line on stderr (``nestnet <cmd>: error: ...``), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message, limit=None, keep='first')} "
+                              f"(see {self.prog} --help)\n")
 
 
 def add_fit_options(parser: argparse.ArgumentParser, spec: TaskSpec, *, out_help: str | None = None,
@@ -86,7 +95,7 @@ def _add_task_inputs(p: argparse.ArgumentParser, spec: TaskSpec) -> None:
         add_param_options(p, MESH_OPTIONS)
         p.add_argument("--surface", default=None, metavar="FILE",
                        help="also write the fitted surface (.stl/.ply/.obj)")
-        p.add_argument("--level", type=float, default=0.5, help="iso-level of the surface (default 0.5)")
+        add_param_options(p, [LEVEL])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch import add_batch_parser
     from .demo import add_demo_parser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="NestNet implicit neural representations: fit, denoise, super-resolve, reconstruct CT, "
                     "represent occupancy volumes and solve a PINN. Outputs keep the input's format and "
@@ -102,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status: 0 done; 2 bad input or arguments (one line on stderr, nothing written); "
                "1 unexpected failure (NESTNET_DEBUG=1 shows the traceback); 130 interrupted.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for spec in SPECS.values():
         p = sub.add_parser(spec.command, help=spec.summary, description=f"{spec.title}: {spec.summary}.")

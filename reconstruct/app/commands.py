@@ -19,11 +19,20 @@ from typing import Any
 import numpy as np
 
 from ..tasks import FIT_PARAMS, TASKS, TaskSpec
+from ..tasks.common import check_sinogram_layout
 from .angles import parse_angles, parse_numbers
-from .files import check_output_path, write_json
+from .files import (
+    check_output_path,
+    check_outputs_apart,
+    check_writable,
+    companion_files,
+    remove_written,
+    write_json,
+)
 from .geometry import output_meta
-from .images import SUPPORTED_SUFFIXES, image_format, read_image, write_image
-from .meshes import MESH_OPTIONS, MESH_SUFFIXES
+from .images import SUPPORTED_SUFFIXES, data_files, image_format, read_image, write_image
+from .memory import check_memory, mesh_volume_shape, run_estimate
+from .meshes import LEVEL, MESH_FORMATS, MESH_OPTIONS, MESH_SUFFIXES
 from .meta import ImageMeta
 from .options import given_params
 from .records import run_record
@@ -48,7 +57,9 @@ class Prepared:
     out_dtype: Any = None  # integer inputs get integer outputs
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-    finish: Callable[[Any], dict[str, Any]] | None = None  # writes further outputs, returns record fields
+    # makes further outputs from the result (before anything is written); the function it returns writes them
+    # and returns record fields
+    finish: Callable[[Any], Callable[[], dict[str, Any]]] | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -79,18 +90,46 @@ def _json_path(output: Path) -> Path:
 
 
 def prepare_outputs(output: Path, json_path: Path, inputs: Sequence[Path], overwrite: bool) -> tuple[Path, Path]:
-    """Refuse outputs that are inputs, lie inside an input, or exist without ``--overwrite``."""
-    out = check_output_path(output, inputs)
-    record = check_output_path(json_path, inputs)
-    if out.suffix.lower() != ".json" and not out.name.lower().endswith(MESH_SUFFIXES):
-        if image_format(out) in ("jpeg", "bmp"):
-            raise ValueError(f"cannot write {out.name}: choose .png, .tif, .npy, .npz, .nii.gz, .mha or .nrrd")
+    """Check the output and its record before any work: format, folder, writability, overwrite policy, inputs.
+
+    Refuses an output that is an input (or a data file an input header names), lies inside an input,
+    exists without ``--overwrite``, cannot be written (the temporary file the write uses is created in
+    its folder and removed), or has a format the output cannot be written in.
+    """
+    readers = [*inputs, *(d for p in inputs for d in data_files(p))]
+    out = check_output_path(output, readers)
+    record = check_output_path(json_path, readers)
+    if out.suffix.lower() == ".json":
+        raise ValueError(f"cannot write the result as {out.name}: .json is its record's; choose .png, .tif, .npy, "
+                         ".npz, .nii.gz, .mha or .nrrd")
+    if image_format(out) in ("jpeg", "bmp"):  # image_format: one line for an unknown suffix
+        raise ValueError(f"cannot write {out.name}: choose .png, .tif, .npy, .npz, .nii.gz, .mha or .nrrd")
     if out == record:
         raise ValueError(f"output {out} and its JSON record would be the same file; choose another --out")
-    for path in (out, record):
+    companions = companion_files(out)
+    check_outputs_apart([out, record, *companions], readers)
+    for path in (out, record, *companions):
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    check_writable(out)
     return out, record
+
+
+def _prepare_surface(args: argparse.Namespace, readers: Sequence[Path], outputs: Sequence[Path]) -> Path | None:
+    """``--surface`` checked like every output, and ``--level``, before any work."""
+    if not getattr(args, "surface", None):
+        return None
+    surface = check_output_path(Path(args.surface).expanduser(), readers)
+    if surface.suffix.lower() not in MESH_FORMATS:
+        raise ValueError(f"cannot write the surface as {surface.name}: use one of {', '.join(MESH_FORMATS)}")
+    if surface in outputs:
+        raise ValueError(f"--surface {surface} is also the volume or its record; choose another name")
+    if not surface.parent.is_dir():
+        raise FileNotFoundError(f"the folder of --surface {surface} does not exist; create it first")
+    if surface.exists() and not args.overwrite:
+        raise FileExistsError(f"{surface} exists; pass --overwrite to replace it")
+    check_writable(surface, "surface")
+    return surface
 
 
 def existing_input(path: str | Path, what: str = "input") -> Path:
@@ -144,10 +183,24 @@ class Progress:
             self.bar.close()
 
 
+def _options(spec: TaskSpec, args: argparse.Namespace, **kwargs: Any) -> dict[str, Any]:
+    return {**given_params(args, FIT_PARAMS), **given_params(args, spec.params_for("cli")), **kwargs}
+
+
+def _check_run(spec: TaskSpec, args: argparse.Namespace, out: Path, shape: Any, **kwargs: Any) -> None:
+    """Before the fit: the output format holds the result's shape, and the run fits in memory."""
+    estimate = run_estimate(spec, shape, _options(spec, args, **kwargs))
+    fmt = image_format(out)
+    if fmt == "png" and (len(estimate.grid) != 2 or estimate.channels not in (1, 3, 4)):
+        raise ValueError(f"cannot write {out.name}: PNG holds 2-D grey or colour images and the result is "
+                         f"{' x '.join(map(str, estimate.grid))}; choose .nii.gz, .tif or .npy")
+    check_memory(estimate)
+
+
 def run_fit_command(spec: TaskSpec, args: argparse.Namespace, *inputs: Any, **kwargs: Any) -> Any:
     """Run ``spec``'s task with the options given on the command line and a progress bar."""
     progress = Progress(f"{PROG} {args.command}", not args.no_progress)
-    options = {**given_params(args, FIT_PARAMS), **given_params(args, spec.params_for("cli")), **kwargs}
+    options = _options(spec, args, **kwargs)
     try:
         return TASKS[spec.name](*inputs, **options, on_step=progress)
     finally:
@@ -178,13 +231,20 @@ def _anisotropic_spacing(arr: np.ndarray, meta: ImageMeta) -> tuple[float, ...] 
     return meta.spacing_zyx
 
 
+def declared_bits(args: argparse.Namespace | dict[str, Any], meta: ImageMeta) -> dict[str, Any]:
+    """``{"bit_depth": n}`` when the file declares a bit depth (TIFF ``BitsPerSample``) and none was given."""
+    given = vars(args) if isinstance(args, argparse.Namespace) else args
+    bits = meta.extra.get("bit_depth")
+    return {"bit_depth": int(bits)} if bits and given.get("bit_depth") is None else {}
+
+
 def _prepare_image(spec: TaskSpec, args: argparse.Namespace, src: Path) -> Prepared:
     arr, meta = read_image(src)
     reference = _read_reference(args)
     if spec.name == "fit_image" and reference is None:
         reference = arr
-    return Prepared((arr,), {"reference": reference, "spacing": _anisotropic_spacing(arr, meta)}, meta, arr.dtype,
-                    extra={"input_meta": meta.to_dict()})
+    return Prepared((arr,), {"reference": reference, "spacing": _anisotropic_spacing(arr, meta),
+                             **declared_bits(args, meta)}, meta, arr.dtype, extra={"input_meta": meta.to_dict()})
 
 
 def _prepare_sr(spec: TaskSpec, args: argparse.Namespace, src: Path) -> Prepared:
@@ -195,7 +255,8 @@ def _prepare_sr(spec: TaskSpec, args: argparse.Namespace, src: Path) -> Prepared
     reference = _read_reference(args)
     scale = spec.param("scale").check(_option(args, spec, "scale"))
     if not args.simulate:
-        return Prepared((arr,), {"reference": reference}, output_meta(spec, meta, {"scale": scale}), arr.dtype,
+        return Prepared((arr,), {"reference": reference, **declared_bits(args, meta)},
+                        output_meta(spec, meta, {"scale": scale}), arr.dtype,
                         extra={"simulated_lowres": False, "input_meta": meta.to_dict()})
     if reference is not None:
         raise Usage("--simulate uses the input as the reference; drop --reference")
@@ -235,7 +296,8 @@ def _prepare_misr(spec: TaskSpec, args: argparse.Namespace, src: Path) -> Prepar
                         inputs=inputs, extra={"simulated_frames": True})
     # the frames' in-plane grid, made finer by the SR rule
     out_meta = output_meta(spec, meta, {"scale": scale}, ndim=2) if meta.ndim >= 2 and arr.ndim >= 3 else None
-    return Prepared((arr,), {"shifts": shifts, "rotations": rotations, "reference": reference}, out_meta, arr.dtype,
+    return Prepared((arr,), {"shifts": shifts, "rotations": rotations, "reference": reference,
+                             **declared_bits(args, meta)}, out_meta, arr.dtype,
                     inputs=inputs, extra={"simulated_frames": False})
 
 
@@ -253,6 +315,7 @@ def _prepare_ct(spec: TaskSpec, args: argparse.Namespace, src: Path) -> Prepared
     if sino.ndim != 2:
         raise ValueError(f"sinogram {src.name} must be 2-D, got shape {sino.shape}; give one slice per file")
     layout = spec.param("layout").check(_option(args, spec, "layout"))
+    check_sinogram_layout(sino, layout)
     n_angles = sino.shape[1] if layout == "skimage" else sino.shape[0]
     angles = parse_angles(args.angles) if args.angles is not None else np.linspace(0.0, 180.0, n_angles,
                                                                                    endpoint=False)
@@ -284,7 +347,9 @@ def _prepare_occupancy(spec: TaskSpec, args: argparse.Namespace, src: Path) -> P
 
     if src.name.lower().endswith(MESH_SUFFIXES):
         resolution, padding = (p.check(getattr(args, p.name, p.default)) for p in MESH_OPTIONS)
-        volume, grid = voxelize(read_mesh(src), resolution, padding=padding, return_grid=True)
+        mesh = read_mesh(src)
+        _check_run(spec, args, args.out_path, mesh_volume_shape(mesh, resolution, padding))  # before voxelising
+        volume, grid = voxelize(mesh, resolution, padding=padding, return_grid=True)
         spacing, origin = tuple(grid.spacing), tuple(grid.origin)
         # The voxel grid's place in the mesh's space, so the volume overlays the mesh in a viewer.
         meta = ImageMeta(tuple(reversed(spacing)), tuple(reversed(origin)), tuple(np.eye(3).ravel()))
@@ -297,12 +362,17 @@ def _prepare_occupancy(spec: TaskSpec, args: argparse.Namespace, src: Path) -> P
         extra = {"resolution": None, "padding": None}
     extra.update(volume_shape=list(volume.shape), surface=str(args.surface_path) if args.surface_path else None)
 
-    def finish(result: Any) -> dict[str, Any]:
+    def finish(result: Any) -> Callable[[], dict[str, Any]]:
         if args.surface_path is None:
-            return {}
+            return dict
+        # the surface is made before anything is written, so a failure leaves no volume without its record
         verts, faces = extract_surface(result, level=args.level, spacing=spacing, origin=origin)
-        export_surface(args.surface_path, verts, faces, overwrite=args.overwrite)
-        return {"surface_vertices": int(len(verts)), "surface_faces": int(len(faces))}
+
+        def write() -> dict[str, Any]:
+            export_surface(args.surface_path, verts, faces, overwrite=args.overwrite)
+            return {"surface_vertices": int(len(verts)), "surface_faces": int(len(faces))}
+
+        return write
 
     return Prepared((volume,), {"reference": volume, "spacing": spacing}, meta, extra=extra, finish=finish)
 
@@ -338,7 +408,12 @@ def _report(args: argparse.Namespace, result: Any, output: Path, record: Path) -
 
 
 def run_task_command(spec: TaskSpec, args: argparse.Namespace) -> int:
-    """``nestnet <task> ...``: outputs checked first, then inputs read, the task run, output and record written."""
+    """``nestnet <task> ...``: every output checked first, then inputs read, memory checked, the task run, writes.
+
+    The outputs (result, record, surface) are checked before any input is read: format, folder,
+    writability (the temporary file is created and removed), the overwrite policy, and that none is an
+    input. A failure while writing removes what this run wrote, so no partial set of outputs is left.
+    """
     start = time.perf_counter()
     if spec.name == "solve_convection":
         beta = _option(args, spec, "beta")
@@ -350,23 +425,23 @@ def run_task_command(spec: TaskSpec, args: argparse.Namespace) -> int:
                                                               getattr(args, "angles", None),
                                                               getattr(args, "shifts", None),
                                                               getattr(args, "rotations", None))
-                              if p and ":" not in str(p)]
+                              if p and not (":" in str(p) and not Path(p).expanduser().exists())]
         is_mesh = src.name.lower().endswith(MESH_SUFFIXES)
         out_path = Path(args.out) if args.out else _default_output(src, _output_tag(spec, args),
                                                                    ".npy" if is_mesh else None)
     out, record = prepare_outputs(out_path, _json_path(out_path), read_paths, args.overwrite)
     args.out_path = out
-    args.surface_path = None
-    if getattr(args, "surface", None):
-        args.surface_path = check_output_path(Path(args.surface).expanduser(), [*read_paths, out, record])
-        if args.surface_path.exists() and not args.overwrite:
-            raise FileExistsError(f"{args.surface_path} exists; pass --overwrite to replace it")
+    args.surface_path = _prepare_surface(args, read_paths, [out, record])
+    if spec.name == "fit_occupancy":
+        args.level = LEVEL.check(getattr(args, "level", LEVEL.default))
     if src is None:
         prepared = Prepared((), {}, None, inputs={"beta": beta})
+        _check_run(spec, args, out, None)
     else:
         existing_input(src, "sinogram" if spec.name == "ct_reconstruct" else "input")
         prepared = _PREPARE[spec.name](spec, args, src)
         prepared.inputs = {"input": str(src), "reference": str(args.reference or ""), **prepared.inputs}
+        _check_run(spec, args, out, np.shape(prepared.args[0]), **prepared.kwargs)
     result = run_fit_command(spec, args, *prepared.args, **prepared.kwargs)
     if spec.output_grid == "own":  # the task's own grid (the PINN's x, t), from the axes it reports
         prepared.out_meta = output_meta(spec, None, {}, extras=result.extras)
@@ -374,11 +449,19 @@ def run_task_command(spec: TaskSpec, args: argparse.Namespace) -> int:
     extra = dict(prepared.extra)
     if spec.name == "ct_reconstruct":
         values, extra["png_scaled_from"] = _picture_safe(result.output, image_format(out))
-    write_image(out, values, prepared.out_meta, overwrite=args.overwrite)
-    if prepared.finish is not None:
-        extra.update(prepared.finish(result))
-    write_json(record, run_record(result, task=spec.name, inputs=prepared.inputs, output=out,
-                                  command=f"{PROG} {args.command}", argv=list(getattr(args, "argv", [])),
-                                  total_seconds=time.perf_counter() - start, **extra))
+    write_more = prepared.finish(result) if prepared.finish is not None else dict
+    written: list[Path] = []
+    try:
+        write_image(out, values, prepared.out_meta, overwrite=args.overwrite)
+        written += [out, *(c for c in companion_files(out) if c.exists())]
+        extra.update(write_more())
+        if args.surface_path is not None:
+            written.append(args.surface_path)
+        write_json(record, run_record(result, task=spec.name, inputs=prepared.inputs, output=out,
+                                      command=f"{PROG} {args.command}", argv=list(getattr(args, "argv", [])),
+                                      total_seconds=time.perf_counter() - start, **extra))
+    except BaseException:
+        remove_written(written)
+        raise
     _report(args, result, out, record)
     return 0

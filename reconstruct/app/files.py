@@ -36,6 +36,11 @@ __all__ = [
     "json_safe",
     "write_json",
     "check_output_path",
+    "check_writable",
+    "check_outputs_apart",
+    "companion_files",
+    "remove_written",
+    "npy_problem",
     "versions",
 ]
 
@@ -173,6 +178,127 @@ def check_output_path(
     if want_file and out.is_dir():
         raise ValueError(f"output {out} is an existing folder; give a file name for --out")
     return out
+
+
+def companion_files(output: PathLike) -> list[Path]:
+    """The data files a detached header output (``.mhd``, ``.nhdr``) may be written with, beside it."""
+    out = Path(output)
+    name = out.name.lower()
+    if name.endswith(".mhd"):
+        return [out.with_suffix(".raw"), out.with_suffix(".zraw")]
+    if name.endswith(".nhdr"):
+        return [out.with_suffix(".raw"), out.with_suffix(".raw.gz")]
+    return []
+
+
+def check_outputs_apart(outputs: Iterable[PathLike], inputs: Iterable[PathLike]) -> None:
+    """Refuse any output that is one of ``inputs`` (by path or, for existing files, by inode: hard links).
+
+    For many paths at once (a batch run): a set lookup, not a pairwise comparison.
+
+    Raises:
+        ValueError: the first output that would overwrite an input, named with that input.
+    """
+    by_path: dict[Path, Path] = {}
+    by_inode: dict[tuple[int, int], Path] = {}
+    for item in inputs:
+        inp = Path(item).expanduser().resolve()
+        by_path[inp] = inp
+        with contextlib.suppress(OSError):
+            st = inp.stat()
+            by_inode[(st.st_dev, st.st_ino)] = inp
+    for item in outputs:
+        out = Path(item).expanduser().resolve()
+        hit = by_path.get(out)
+        if hit is None and by_inode:
+            with contextlib.suppress(OSError):
+                st = out.stat()
+                hit = by_inode.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise ValueError(f"output {out} would overwrite an input ({hit}); choose another --out")
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def check_writable(target: PathLike, what: str = "output") -> Path:
+    """Check, before any work, that ``target`` can be written: the way the write itself will do it.
+
+    Folders missing above ``target`` are created, the temporary file the atomic write would use is
+    created in ``target``'s folder and removed, and the folders created for the check are removed again,
+    so nothing is left behind either way.
+
+    Args:
+        target: the file about to be written.
+        what: its role, for the message (``"output"``, ``"surface"``).
+
+    Raises:
+        ValueError: a path component is a file, the folder cannot be created, or it is not writable
+            (one line naming the folder and the reason).
+    """
+    target = Path(target).expanduser().absolute()
+    missing: list[Path] = []
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {what} {target}: {folder} is a file, not a folder")
+    created: list[Path] = []
+    try:
+        for sub in reversed(missing):
+            try:
+                sub.mkdir()
+            except OSError as exc:
+                raise ValueError(f"cannot write {what} {target}: cannot create the folder {sub} "
+                                 f"({_reason(exc)})") from None
+            created.append(sub)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        except OSError as exc:
+            raise ValueError(f"cannot write {what} {target}: the folder {target.parent} is not writable "
+                             f"({_reason(exc)})") from None
+        os.close(fd)
+        os.unlink(tmp)
+    finally:
+        for sub in reversed(created):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    return target
+
+
+def remove_written(paths: Iterable[PathLike]) -> None:
+    """Remove files a failed run wrote (best effort), so no partial set of outputs is left behind."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            Path(path).unlink(missing_ok=True)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def npy_problem(path: PathLike) -> str | None:
+    """Why ``path`` is not a NumPy array file (``.npy``/``.npz``), or None when its first bytes say it is.
+
+    Text or other files given a NumPy suffix get a plain answer instead of numpy's advice to load them
+    with ``allow_pickle=True``.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        return _reason(exc)
+    npz = p.name.lower().endswith(".npz")
+    if (npz and head.startswith(b"PK")) or (not npz and head.startswith(_NPY_MAGIC)):
+        return None
+    if not head:
+        return "the file is empty"
+    kind = "a NumPy .npz archive (a zip file)" if npz else "a NumPy array file (no \\x93NUMPY header)"
+    shown = " ".join(head.decode("latin-1").split())
+    start = f"; it starts with the text {shown[:12]!r}" if shown and shown.isascii() and shown.isprintable() else ""
+    return f"it is not {kind}{start}"
 
 
 # --------------------------------------------------------------------------------------------------

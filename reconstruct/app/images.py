@@ -23,7 +23,7 @@ import SimpleITK as sitk
 import tifffile
 import torch
 
-from .files import PathLike, atomic_write, atomic_write_detached, existing_file, one_line, prepare_target
+from .files import PathLike, atomic_write, atomic_write_detached, existing_file, npy_problem, one_line, prepare_target
 from .meta import ImageMeta
 from .nifti_check import nifti_truncation
 
@@ -35,6 +35,8 @@ __all__ = [
     "write_image",
     "read_sitk_image",
     "sitk_header",
+    "data_files",
+    "check_data_inside",
 ]
 
 # suffix -> format name; compound suffixes first so ".nii.gz" wins over ".gz"
@@ -162,6 +164,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
             shaped = tif.shaped_metadata[0] if tif.shaped_metadata else {}
             page = tif.pages.first
             photometric = int(page.photometric)
+            bits = int(page.bitspersample or 0)
             ij = tif.imagej_metadata if tif.is_imagej else None
             res = [page.tags.get(name) for name in ("XResolution", "YResolution")]
             res = [t.value if t is not None else None for t in res]
@@ -170,6 +173,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
     rgb = photometric == 2 and arr.ndim >= 3 and arr.shape[-1] in (3, 4)
     spatial = arr.ndim - 1 if rgb else arr.ndim
     extra: dict[str, Any] = {"dtype": str(arr.dtype), "rgb": bool(rgb)}
+    if arr.dtype.kind in "iu" and 0 < bits < 8 * arr.dtype.itemsize:
+        extra["bit_depth"] = bits  # declared by the file (BitsPerSample), e.g. 12-bit data stored as uint16
     if isinstance(shaped, dict) and "spacing" in shaped:
         # written by write_image: the geometry is stored verbatim in the description
         meta = ImageMeta.from_dict({**shaped, "format": "tiff"})
@@ -192,6 +197,10 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
 
 def _read_numpy(path: Path, fmt: str) -> tuple[np.ndarray, ImageMeta]:
     meta_keys: dict[str, Any] = {}
+    problem = npy_problem(path)
+    if problem is not None:
+        raise ValueError(f"cannot read {path} as {_FORMAT_LABEL[fmt]}: {problem}; give an array saved with "
+                         f"numpy.{'savez' if fmt == 'npz' else 'save'}")
     try:
         if fmt == "npy":
             arr = np.load(path, allow_pickle=False)
@@ -210,7 +219,12 @@ def _read_numpy(path: Path, fmt: str) -> tuple[np.ndarray, ImageMeta]:
                                       "or as a single array")
     except LookupError as exc:
         raise ValueError(str(exc)) from None
-    except Exception as exc:  # bad zip, bad header, pickled objects refused ...
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise _cannot_read(path, fmt, exc) from None
+        raise ValueError(f"cannot read {path}: it holds Python objects (pickled data), which are never loaded; "
+                         "store an array of numbers") from None
+    except Exception as exc:  # bad zip, bad header ...
         raise _cannot_read(path, fmt, exc) from None
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"cannot read {path}: dtype {arr.dtype} is not an image; store numbers")
@@ -221,6 +235,64 @@ def _read_numpy(path: Path, fmt: str) -> tuple[np.ndarray, ImageMeta]:
         meta = ImageMeta.default(max(arr.ndim, 1), format=fmt)
     meta.extra = {"dtype": str(arr.dtype)}
     return arr, meta
+
+
+_HEADER_BYTES = 1 << 16
+
+
+def data_files(path: PathLike) -> list[Path]:
+    """The data files a MetaImage (``.mha``/``.mhd``) or NRRD (``.nrrd``/``.nhdr``) header names, resolved.
+
+    Empty for data stored in the header's own file (``ElementDataFile = LOCAL``, attached NRRD) and for
+    other formats. A file-name pattern (``slice%03d.raw 1 10 1``) gives its first element's folder.
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if not name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
+        return []
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(_HEADER_BYTES).decode("latin-1")
+    except OSError:
+        return []
+    lines = head.splitlines()
+    meta = name.endswith((".mha", ".mhd"))
+    names: list[str] = []
+    for i, line in enumerate(lines):
+        if not meta and not line.strip():
+            break  # the end of a NRRD header
+        key, sep, value = line.partition("=" if meta else ":")
+        key = key.strip().lower().replace(" ", "")
+        if not sep or key not in (("elementdatafile",) if meta else ("datafile",)):
+            continue
+        value = value.strip()
+        if value.upper() == "LOCAL":
+            break
+        if value.upper().startswith("LIST"):
+            names = [t.strip() for t in lines[i + 1:] if t.strip()]
+        else:
+            names = [value.split()[0] if "%" in value else value]
+        break
+    folder = p.parent
+    return [(folder / Path(n).expanduser()).resolve() for n in names]
+
+
+def check_data_inside(path: PathLike) -> None:
+    """Refuse a MetaImage/NRRD header whose data file lies outside the header's folder.
+
+    A header is a text file anyone can write: ``ElementDataFile = /home/you/.ssh/id_rsa`` would make an
+    image of any file the process can read. Batch runs read shared folders and manifests, so they read
+    only data files that lie beside their headers (or below them) unless asked otherwise.
+
+    Raises:
+        ValueError: one line naming the header, the data file and the way to allow it.
+    """
+    p = Path(path)
+    folder = p.parent.resolve()  # the folder the reader resolves the data file in
+    for data in data_files(p):
+        if not data.is_relative_to(folder):
+            raise ValueError(f"{p.name} names a data file outside its folder (pass --allow-external-data to read it; "
+                             f"batch runs read only data files beside their headers): {data}")
 
 
 def read_image(path: PathLike) -> tuple[np.ndarray, ImageMeta]:

@@ -23,7 +23,7 @@ from .files import PathLike, atomic_write
 if TYPE_CHECKING:
     import trimesh
 
-__all__ = ["MESH_FORMATS", "MESH_SUFFIXES", "MESH_OPTIONS", "read_mesh", "export_surface"]
+__all__ = ["MESH_FORMATS", "MESH_SUFFIXES", "MESH_OPTIONS", "LEVEL", "read_mesh", "export_surface"]
 
 #: File suffixes :func:`export_surface` writes (and trimesh reads).
 MESH_FORMATS = (".obj", ".ply", ".stl")
@@ -34,6 +34,9 @@ MESH_OPTIONS: tuple[Param, ...] = (
     Param("padding", int, 1, "empty voxels added around a voxelised mesh (shapes that fill their bounding box "
           "keep an outside)", low=0, doors=frozenset({"cli", "batch"})),
 )
+#: The iso-level of a fitted surface (``nestnet occupancy --surface``): a probability strictly inside (0, 1).
+LEVEL = Param("level", float, 0.5, "iso-level of the surface, a probability strictly between 0 and 1", low=0.0,
+              low_open=True, high=1.0, high_open=True, doors=frozenset({"cli"}))
 #: Mesh files :func:`read_mesh` reads (and inputs are recognised as meshes by).
 MESH_SUFFIXES: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 # the mesh files named in messages about reading one (trimesh reads more)

@@ -17,7 +17,7 @@ from ..operators import RadonOperator
 from ..projectors import DETECTOR_SHAPES, FanBeam2D, ParallelBeam2D
 from ..projectors.solvers import SOLVERS, make_solver
 from ..radon import FILTER_NAMES, LAYOUTS, Radon, validate_sinogram
-from .common import as_array, normalisation
+from .common import as_array, check_sinogram_layout, normalisation
 from .runner import build_network, run_fit, run_parameters, task_function
 from .spec import DataInput, FitSettings, Param, TaskSpec
 
@@ -255,6 +255,8 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
         raise ValueError(f"sinogram must be 2-D ({axes}); got shape {tuple(sino.shape)}; reconstruct one slice "
                          "at a time")
     validate_sinogram(sino, angles, layout=layout)
+    if params["geometry"] == "parallel":  # equal mass per projection holds for parallel beam only
+        check_sinogram_layout(sino, layout)
     angles_given = np.asarray(angles.detach().cpu() if isinstance(angles, torch.Tensor) else angles,
                               dtype=np.float64).reshape(-1).copy()
     angles_rad = check_angle_unit(angles_given, params["angle_unit"])

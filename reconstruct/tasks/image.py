@@ -21,6 +21,7 @@ from .common import (
     Normalisation,
     as_array,
     check_divides,
+    check_shifts,
     check_spacing,
     image_layout,
     normalisation,
@@ -61,19 +62,23 @@ _SPACING = Param("spacing", tuple, None, "voxel spacing in array order (None: ev
 _BATCH = Param("batch_size", int, None, "random points per step (None: full batch up to 262,144 points)",
                low=1, optional=True, gui_high=10_000_000)
 _SCALE = Param("scale", int, 4, "integer up-sampling factor on every spatial axis", low=1, gui_high=16)
+_BIT_DEPTH = Param("bit_depth", int, None, "bits per value of integer data, e.g. 12 for 12-bit data stored as "
+                   "uint16 (None: the smallest of 8 or more that holds the data's maximum); sets the value range "
+                   "the fit normalises by and the metrics score on", low=1, high=64, optional=True,
+                   doors=frozenset({"cli", "batch", "monai", "bench"}))
 
 FIT_IMAGE = TaskSpec(
     name="fit_image", command="fit-image", title="Fit image",
     summary="fit a network to an image (representation)",
     inputs=(DataInput("image", "(H, W) grey, (H, W, C) colour (C <= 4) or (D, H, W) volume, any range"),),
-    params=(_SPACING, _BATCH), metrics=("psnr", "ssim"),
+    params=(_SPACING, _BATCH, _BIT_DEPTH), metrics=("psnr", "ssim"),
     default_steps=500,  # still improving at 300 steps (NestNet 74 dB on a 64² crop)
 )
 DENOISE = TaskSpec(
     name="denoise", command="denoise", title="Denoise",
     summary="denoise an image by an early-stopped fit",
     inputs=(DataInput("noisy", "(H, W), (H, W, C) or (D, H, W) noisy image, any range"),),
-    params=(_SPACING, _BATCH), metrics=("psnr", "ssim"),
+    params=(_SPACING, _BATCH, _BIT_DEPTH), metrics=("psnr", "ssim"),
     default_steps=100,  # an early stop: 64² photon noise is best near steps 60-100, fitted after
     model_defaults=smooth_prior_defaults(8),
 )
@@ -81,7 +86,7 @@ SUPER_RESOLVE = TaskSpec(
     name="super_resolve", command="sr", title="Super-resolve",
     summary="single-image super-resolution",
     inputs=(DataInput("lowres", "(h, w), (h, w, C) or (d, h, w) low-resolution image"),),
-    params=(_SCALE,), metrics=("psnr", "ssim"),
+    params=(_SCALE, _BIT_DEPTH), metrics=("psnr", "ssim"),
     default_steps=300,  # (75 steps at 4× from 16²)
     output_grid="upsampled", model_defaults=smooth_prior_defaults(4),
 )
@@ -92,7 +97,7 @@ SUPER_RESOLVE_MULTI = TaskSpec(
             DataInput("shifts", "(K, 2) per-frame (dy, dx) in high-resolution pixels", keyword=True, per_item=True),
             DataInput("rotations", "(K,) per-frame rotations in radians about the centre", keyword=True,
                       per_item=True)),
-    params=(_SCALE,), metrics=("psnr", "ssim"),
+    params=(_SCALE, _BIT_DEPTH), metrics=("psnr", "ssim"),
     default_steps=500,  # still improving at 300 steps (32² from four 16² frames)
     output_grid="upsampled",
 )
@@ -106,7 +111,8 @@ def _run_normalised(spec: TaskSpec, fit: FitSettings, on_step: Any, operator: An
     Returns ``(result, reference in fit units or None, its data range there, network arguments)``.
     """
     grid, channels = operator.signal_shape, operator.channels
-    ref, data_range, data_range_orig = reference_on_grid(reference, out_shape, norm)
+    ref, data_range, data_range_orig = reference_on_grid(reference, out_shape, norm,
+                                                         norm.bits if norm.declared else None)
 
     def to_output(values: np.ndarray) -> np.ndarray:
         return norm.inverse(values).reshape(out_shape)
@@ -138,7 +144,7 @@ def _fit_identity(spec: TaskSpec, image: Any, name: str, params: dict[str, Any],
                   reference: Any) -> FitResult:
     arr = as_array(image, name)
     spatial, channels, has_channel_axis = image_layout(arr, name, allow_volume=True)
-    norm = normalisation(arr, name)
+    norm = normalisation(arr, name, bit_depth=params["bit_depth"])
     spacing = check_spacing(params["spacing"], len(spatial))
     batch_size = params["batch_size"]
     if batch_size is None and math.prod(spatial) > _FULL_BATCH_MAX:
@@ -161,6 +167,9 @@ def fit_image(image: Any, *, params: dict[str, Any], fit: FitSettings, on_step: 
         image: ``(H, W)`` grey, ``(H, W, C)`` colour (C ≤ 4) or a ``(D, H, W)`` volume, any numeric range.
         spacing: voxel spacing in array order (anisotropic volumes keep their aspect).
         batch_size: random points per step; ``None`` is full batch up to 262,144 points.
+        bit_depth: bits per value of integer data (``None``: the smallest of 8 or more that holds the
+            maximum, so 12-bit data in ``uint16`` is normalised and scored by 4,095); see
+            :mod:`reconstruct.tasks.common`.
         reference: ground truth for metrics, same shape as ``image`` (default: the image itself).
         Others: the common fit settings (see :mod:`reconstruct.tasks`).
 
@@ -210,7 +219,7 @@ def super_resolve(lowres: Any, *, params: dict[str, Any], fit: FitSettings, on_s
     arr = as_array(lowres, "low-resolution image")
     spatial, channels, has_channel_axis = image_layout(arr, "low-resolution image", allow_volume=True)
     scale = params["scale"]
-    norm = normalisation(arr, "low-resolution image")
+    norm = normalisation(arr, "low-resolution image", bit_depth=params["bit_depth"])
     hr_spatial = tuple(s * scale for s in spatial)
     out_shape = hr_spatial + ((channels,) if has_channel_axis else ())
     measurement = norm.forward(arr).reshape(*spatial, channels)
@@ -222,7 +231,8 @@ def super_resolve(lowres: Any, *, params: dict[str, Any], fit: FitSettings, on_s
     return result
 
 
-def _misr_motion(shifts: Any, rotations: Any, n_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _misr_motion(shifts: Any, rotations: Any, n_frames: int | None,
+                 hr_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     s = as_array(shifts, "shifts").astype(np.float64)
     r = as_array(rotations, "rotations").astype(np.float64).reshape(-1) if np.ndim(rotations) <= 1 else None
     if s.ndim != 2 or s.shape[1] != 2:
@@ -234,6 +244,7 @@ def _misr_motion(shifts: Any, rotations: Any, n_frames: int | None) -> tuple[np.
         raise ValueError(f"shifts give {len(s)} frames but rotations give {len(r)}; pass one of each per frame")
     if n_frames is not None and len(s) != n_frames:
         raise ValueError(f"there are {n_frames} frames but {len(s)} shifts/rotations; pass one per frame")
+    check_shifts(s, hr_shape)
     return s, r
 
 
@@ -273,7 +284,7 @@ def simulate_misr_frames(image: Any, shifts: Any, rotations: Any, scale: int = 4
     spatial, channels, has_channel_axis = image_layout(arr, "image", allow_volume=False)
     scale = _SCALE.check(scale)
     check_divides(spatial, scale, "image")
-    s, r = _misr_motion(shifts, rotations, None)
+    s, r = _misr_motion(shifts, rotations, None, spatial)
     op = WarpDownsample(spatial, channels, scale, s.tolist(), r.tolist())
     with torch.no_grad():
         frames = op(torch.from_numpy(arr.astype(np.float32).reshape(*spatial, channels))).numpy()
@@ -301,11 +312,11 @@ def super_resolve_multi(frames: Any, shifts: Any, rotations: Any, *, params: dic
     if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] > 4):
         raise ValueError(f"frames must be (K, h, w) or (K, h, w, C) with C ≤ 4; got shape {tuple(arr.shape)}")
     scale = params["scale"]
-    s, r = _misr_motion(shifts, rotations, arr.shape[0])
+    lr_spatial = tuple(arr.shape[1:3])
+    s, r = _misr_motion(shifts, rotations, arr.shape[0], tuple(n * scale for n in lr_spatial))
     has_channel_axis = arr.ndim == 4
     channels = int(arr.shape[-1]) if has_channel_axis else 1
-    lr_spatial = tuple(arr.shape[1:3])
-    norm = normalisation(arr, "frames")
+    norm = normalisation(arr, "frames", bit_depth=params["bit_depth"])
     hr_spatial = tuple(n * scale for n in lr_spatial)
     out_shape = hr_spatial + ((channels,) if has_channel_axis else ())
     operator = WarpDownsample(hr_spatial, channels, scale, s.tolist(), r.tolist())

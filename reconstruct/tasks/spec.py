@@ -59,7 +59,7 @@ class Param:
         default: the task function's default.
         help: one line for ``--help``, tooltips and docs.
         choices: the allowed values (strings), if any.
-        low, high: bounds for numbers (``low_open``: ``low`` itself excluded).
+        low, high: bounds for numbers (``low_open``/``high_open``: the bound itself excluded).
         optional: ``None`` is accepted (it means "derived from the data" or "off"; ``help`` says which).
         units: physical units shown beside the value (``"degrees"``, ``"s"``).
         length: the number of values of a ``tuple`` parameter (None: any, at least one).
@@ -84,6 +84,7 @@ class Param:
     doors: frozenset[str] = DOORS
     gui_high: float | None = None
     positional: bool = False
+    high_open: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -98,7 +99,7 @@ class Param:
             lo = "-inf" if self.low is None else f"{self.low:g}"
             hi = "inf" if self.high is None else f"{self.high:g}"
             kind = "an integer" if self.type is int else "a finite number"
-            text = f"{kind} in {'(' if self.low_open else '['}{lo}, {hi}]"
+            text = f"{kind} in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
         else:
             text = {int: "an integer", float: "a finite number", str: "text", bool: "true or false",
                     tuple: f"{self.length or 'some'} numbers", dict: "a JSON object"}.get(self.type, "a value")
@@ -151,7 +152,7 @@ class Param:
                 raise self._bad(value)
         if self.low is not None and (out <= self.low if self.low_open else out < self.low):
             raise self._bad(value)
-        if self.high is not None and out > self.high:
+        if self.high is not None and (out >= self.high if self.high_open else out > self.high):
             raise self._bad(value)
         return out
 

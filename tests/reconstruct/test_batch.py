@@ -7,10 +7,12 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ from reconstruct.batch import (
 from reconstruct.io import ImageMeta, read_image, write_image
 from reconstruct.metrics import psnr
 from reconstruct.tasks import SPECS, Param, get_spec
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # tiny fits: 32 x 32 phantoms and a small network, about a second per item on one core (22.9-25.5 dB)
 FAST = {"steps": 100, "model_kwargs": {"hidden_channels": [64, 64]}, "device": "cpu"}
@@ -613,3 +617,103 @@ def test_external_scheduler_survives_a_killed_worker(tmp_path, ct_data, dask_clu
     survivor = "w1" if victim == "w0" else "w0"
     assert json.loads((out / f"{killed}.json").read_text())["worker"] == survivor
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+# ------------------------------------------------------------------------------------------------
+# interrupts, and what the embedded cluster serves (real processes)
+# ------------------------------------------------------------------------------------------------
+
+
+def _pinn_run(tmp_path: Path, *extra: str) -> tuple[list[str], Path]:
+    (tmp_path / "betas.csv").write_text("beta\n1\n2\n3\n4\n5\n6\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "reconstruct.cli", "batch", "pinn", str(tmp_path / "betas.csv"), "--out", str(out),
+           "--steps", "60", "--nx", "16", "--nt", "8", "--model-kwargs", '{"hidden_channels": [16, 16]}',
+           "--no-progress", *extra]
+    return cmd, out
+
+
+def _check_true_summary(out: Path) -> dict[str, str]:
+    """The summary says what the records on disk say: done items are done, the rest pending."""
+    with open(out / SUMMARY_NAME, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    status = {}
+    for row in rows:
+        record = out / f"{row['name']}.json"
+        on_disk = json.loads(record.read_text())["status"] if record.exists() else None
+        if on_disk == "ok" and (out / f"{row['name']}.npz").exists():
+            assert row["status"] == "ok", row
+        else:
+            assert row["status"] == "pending" and row["reason"] == "interrupted before it finished", row
+        status[row["name"]] = row["status"]
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    return status
+
+
+def _stop_after_first_item(proc: subprocess.Popen, out: Path, stop: Callable[[], None]) -> str:
+    _wait_for(lambda: proc.poll() is not None or list(out.glob("*.json")), 180, "a finished item")
+    assert proc.poll() is None, proc.communicate()
+    stop()
+    _, err = proc.communicate(timeout=120)
+    return err.decode()
+
+
+def test_sigterm_stops_with_one_line_and_a_true_summary(tmp_path):
+    cmd, out = _pinn_run(tmp_path, "--scheduler", "sequential")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    err = _stop_after_first_item(proc, out, lambda: proc.send_signal(signal.SIGTERM))
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted (SIGTERM)" in lines[0] and "pending" in lines[0], err
+    status = _check_true_summary(out)
+    assert "ok" in status.values() and "pending" in status.values()
+
+
+def test_ctrl_c_on_the_local_cluster_one_line_no_http_true_summary(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) on the embedded cluster."""
+    import psutil
+
+    holder = socket.socket()
+    try:  # hold Dask's default dashboard port: the run must neither use it nor warn that it is taken
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen(1)
+    except OSError:
+        pass
+    cmd, out = _pinn_run(tmp_path, "--workers", "1")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    listening: list = []
+
+    def stop() -> None:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for p in tree:
+            listening.extend(c.laddr for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN)
+        os.killpg(proc.pid, signal.SIGINT)
+
+    try:
+        err = _stop_after_first_item(proc, out, stop)
+    finally:
+        holder.close()
+    # only the comms: the scheduler's, the nanny's and the worker's, on loopback; no HTTP server (8787 or other)
+    assert all(addr.ip == "127.0.0.1" for addr in listening), listening
+    assert len(listening) == 3 and 8787 not in {a.port for a in listening}, listening
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted (SIGINT)" in lines[0], err  # no worker traceback, no port warning
+    _check_true_summary(out)
+
+
+def test_an_item_finished_while_the_run_stopped_is_not_pending(tmp_path):
+    from reconstruct.app.batch.runner import _settled
+
+    job = {"name": "x", "path": "", "output": str(tmp_path / "x.npz"), "record": str(tmp_path / "x.json")}
+    assert _settled(job, "h", time.time()).status == "pending"
+    np.savez(tmp_path / "x.npz", image=np.zeros(2))
+    (tmp_path / "x.json").write_text(json.dumps({"status": "ok", "param_hash": "h", "metrics": {"rel_l2": 0.1}}))
+    done = _settled(job, "h", time.time())
+    assert done.status == "ok" and done.metrics == {"rel_l2": 0.1}
+    assert _settled(job, "other-parameters", time.time()).status == "pending"
+    (tmp_path / "x.json").write_text(json.dumps({"status": "failed", "param_hash": "h", "reason": "bad"}))
+    assert _settled(job, "h", time.time() - 60).status == "failed"  # written by this run
+    assert _settled(job, "h", time.time() + 60).status == "pending"  # an older run's record

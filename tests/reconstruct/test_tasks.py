@@ -69,7 +69,8 @@ def test_nestnet_fits_a_64px_image_past_28db(camera64, seed):
     # The output is in the input's range (uint8: 0..255), and the PSNR is the WIRE one on [0, 1].
     assert abs(float(result.output.mean()) - float(camera64.mean())) < 2.0
     assert psnr(result.output / 255.0, camera64 / 255.0) == pytest.approx(result.metrics["psnr"], abs=0.05)
-    assert result.extras["normalisation"]["method"] == "dtype-range"
+    norm = result.extras["normalisation"]
+    assert norm["method"] == "bit-depth" and norm["bits"] == 8 and norm["scale"] == 255.0  # 8-bit data: 255
     assert result.extras["parameters"]["lr"] == 5e-3 and result.extras["parameters"]["steps"] == 60
 
 
@@ -284,4 +285,16 @@ GOOD = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
 def test_bad_input_raises_one_line_before_any_torch_work(call, error, match, no_torch_work):
     with pytest.raises(error, match=match) as info:
         call()
+    assert "\n" not in str(info.value)
+
+
+def test_ct_refuses_a_sinogram_whose_axes_look_swapped(no_torch_work):
+    from skimage.transform import radon
+
+    n = 17
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    disc = ((xx**2 + yy**2) < 25).astype(np.float64)
+    sino = radon(disc, theta=np.linspace(0, 180, 12, endpoint=False), circle=True)  # (17 detectors, 12 angles)
+    with pytest.raises(ValueError, match="layout") as info:
+        ct_reconstruct(sino, np.linspace(0, 180, 17, endpoint=False), layout="torch")
     assert "\n" not in str(info.value)

@@ -26,9 +26,16 @@ Rules the runner keeps:
 - **Faults isolated.** An unreadable or invalid item gets status ``"failed"`` and a one-line reason in
   its record and in the summary; the other items continue. ``nestnet batch`` exits with the number of
   failed items (capped at 125), 0 when all succeed, 126 when the run cannot start (bad arguments,
-  inputs or scheduler), 130 when interrupted.
-- **Dask.** By default a :class:`distributed.LocalCluster` (worker processes, one thread each) is
-  started for the run and closed after it; ``scheduler="tcp://HOST:PORT"`` (or a scheduler JSON file,
+  inputs or scheduler), 130 when interrupted (Ctrl-C or SIGTERM: one line, and a summary read back from
+  the records, so an item that finished while the run stopped is done, not pending).
+- **Checked first.** No output (result, record, ``summary.csv``, a ``.mhd``'s data file) may be or replace
+  an input (items, references, data files, manifests, the data files of ``.mhd``/``.nhdr`` headers); the
+  output folder must be writable; a scheduler must answer. A run that cannot start writes nothing.
+  Each item's memory is estimated before it allocates (:mod:`reconstruct.app.memory`), and a header
+  whose data file lies outside its folder is refused unless ``allow_external_data``.
+- **Dask.** By default a :class:`distributed.LocalCluster` (worker processes, one thread each, on
+  127.0.0.1, serving no HTTP: :mod:`~reconstruct.app.batch.cluster`) is started for the run and closed
+  after it; ``scheduler="tcp://HOST:PORT"`` (or a scheduler JSON file,
   or a :class:`distributed.Client`) sends the items to an existing cluster, whose workers must see the
   same file paths (shared file system) and have napari-nestnet installed; ``scheduler="sequential"``
   runs a plain loop in this process. Items are submitted with ``pure=False`` and unique keys; an item
@@ -69,6 +76,8 @@ __all__ = [
     "BatchItem",
     "ItemResult",
     "BatchSummary",
+    "BatchInterrupted",
+    "SchedulerError",
     "parse_angles",
     "collect_items",
     "param_hash",
@@ -83,7 +92,8 @@ __all__ = [
 _WHERE = {
     "BATCH_TASKS": ".params", "BATCH_OPTIONS": ".params", "RECORD_VERSION": ".params", "param_hash": ".params",
     "batch_params": ".params", "SUMMARY_NAME": ".runner", "ItemResult": ".runner", "BatchSummary": ".runner",
-    "run_batch": ".runner", "BatchItem": ".items", "collect_items": ".items", "run_item": ".worker",
+    "run_batch": ".runner", "BatchInterrupted": ".runner", "SchedulerError": ".cluster",
+    "BatchItem": ".items", "collect_items": ".items", "run_item": ".worker",
     "add_batch_parser": ".cli", "run_batch_command": ".cli", "write_phantom_sinograms": ".phantoms",
     "parse_angles": "..angles",
 }

@@ -12,15 +12,19 @@ contract the ``nestnet`` parser relies on: it adds ``batch`` to a sub-parsers ob
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from ...tasks import SPECS
 from ...tasks.spec import DataInput, TaskSpec
+from ..files import one_line
 from ..options import add_param_options
+from .cluster import SchedulerError
 from .params import BATCH_OPTIONS, batch_params, batch_spec, data_options
-from .runner import run_batch
+from .runner import BatchInterrupted, run_batch
 from .worker import reason_of
 
 __all__ = ["add_batch_parser", "run_batch_command"]
@@ -38,11 +42,12 @@ reason, metrics, seconds, every parameter used, versions) and summary.csv. A rer
 output and record exist for the same parameters, so an interrupted run continues.
 
 exit status: 0 all items succeeded; 1-125 the number of failed items (capped at 125); 126 the run
-could not start (bad arguments, inputs or scheduler); 130 interrupted.
+could not start (bad arguments, inputs, outputs or scheduler; nothing was written); 130 interrupted
+(Ctrl-C or SIGTERM: one line, and a summary that lists what finished).
 
 examples:
   nestnet batch ct sinograms/ --out recon/ --angles 0:180:100 --steps 300
-  nestnet batch denoise 'scans/**/*.nii.gz' --out denoised/ --scheduler tcp://10.0.0.5:8786
+  nestnet batch denoise 'scans/**/*.nii.gz' --out denoised/ --scheduler tls://10.0.0.5:8786
   nestnet batch ct manifest.csv --out recon/ --workers 4
   nestnet batch occupancy meshes/ --out occ/ --resolution 64
   nestnet batch pinn betas.csv --out pinn/ --steps 500
@@ -56,21 +61,21 @@ _DATA_HELP = {
 }
 
 
-def _exit_on_usage_error(parser: argparse.ArgumentParser) -> None:
-    # usage errors must not be mistaken for "2 items failed": they exit 126 like any failure to start
-    def error(message: str):
-        parser.print_usage(sys.stderr)
-        parser.exit(126, f"{parser.prog}: error: {message}\n")
+def _usage_exit(parser: argparse.ArgumentParser, message: str):
+    # one line, and never mistaken for "2 items failed": usage errors exit 126 like any failure to start
+    parser.exit(126, f"{parser.prog}: error: {one_line(message, limit=None, keep='first')} (see {parser.prog} "
+                     "--help)\n")
 
-    parser.error = error  # type: ignore[method-assign]
+
+def _exit_on_usage_error(parser: argparse.ArgumentParser) -> None:
+    parser.error = lambda message: _usage_exit(parser, message)  # type: ignore[method-assign]
 
 
 class _TaskParser(argparse.ArgumentParser):
     """A task's parser: usage errors (unknown options among them) exit 126 here, not in the parent parser."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(126, f"{self.prog}: error: {message}\n")
+        _usage_exit(self, message)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None):  # type: ignore[override]
         namespace, extras = super().parse_known_args(args, namespace)
@@ -121,11 +126,16 @@ def _add_task_parser(tasks: Any, spec: TaskSpec) -> argparse.ArgumentParser:
         _add_data(task, inp)
     d = t.add_argument_group("dask")
     d.add_argument("--scheduler", default="local",
-                   help="local (default: a cluster started for this run), sequential (no Dask), "
-                        "tcp://HOST:PORT or a scheduler JSON file")
+                   help="local (default: a cluster started for this run, on 127.0.0.1, serving no HTTP), "
+                        "sequential (no Dask), tls://HOST:PORT or tcp://HOST:PORT (see the README on running "
+                        "an external scheduler safely) or a scheduler JSON file")
     d.add_argument("--workers", type=int, default=None, help="worker processes of the local cluster")
     d.add_argument("--retries", type=int, default=2, help="re-runs of an item whose worker was lost (default 2)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if spec.inputs:
+        t.add_argument("--allow-external-data", action="store_true",
+                       help="read MetaImage/NRRD headers (.mhd, .nhdr) whose data file lies outside the header's "
+                            "folder (refused by default: a header can name any file)")
     t.set_defaults(func=run_batch_command, task=spec.command)
     return t
 
@@ -159,8 +169,42 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+class _Stop:
+    """Ctrl-C and SIGTERM end the run the same way: the first one raises (in the main thread), later ones
+    are ignored while the run closes its cluster and writes the summary."""
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._raise)
+        return self
+
+    def _raise(self, signum: int, frame: Any) -> None:
+        for sig in self.previous:
+            signal.signal(sig, signal.SIG_IGN)
+        stop = KeyboardInterrupt()
+        stop.signal = signal.Signals(signum).name  # type: ignore[attr-defined]
+        raise stop
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _counts(summary: Any) -> str:
+    pending = sum(1 for r in summary.items if r.status == "pending")
+    return (f"{len(summary.items)} items - {summary.n_ok} done, {summary.n_skipped} skipped, {summary.n_failed} "
+            f"failed" + (f", {pending} pending" if pending else ""))
+
+
 def run_batch_command(args: argparse.Namespace, *, echo: Callable[[str], Any] | None = None) -> int:
     """Run ``nestnet batch`` from parsed arguments; returns the exit code (see the parser's epilog).
+
+    Ctrl-C and SIGTERM stop the run alike: its cluster is closed, the summary written (items that
+    finished meanwhile are read back from their records), one line reported, exit status 130.
 
     Args:
         args: what the parser from :func:`add_batch_parser` produced.
@@ -171,20 +215,28 @@ def run_batch_command(args: argparse.Namespace, *, echo: Callable[[str], Any] | 
 
     say = echo or default_echo
     try:
-        spec = batch_spec(args.task)
-        names = [p.name for p in batch_params(spec)] + [i.name for i in data_options(spec)]
-        params = {name: getattr(args, name) for name in names if hasattr(args, name)}
-        summary = run_batch(spec.command, args.inputs, args.out, params=params, scheduler=args.scheduler,
-                            n_workers=args.workers, retries=args.retries, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        say("nestnet batch: interrupted; run the same command again to continue")
+        with _Stop():
+            spec = batch_spec(args.task)
+            names = [p.name for p in batch_params(spec)] + [i.name for i in data_options(spec)]
+            params = {name: getattr(args, name) for name in names if hasattr(args, name)}
+            summary = run_batch(spec.command, args.inputs, args.out, params=params, scheduler=args.scheduler,
+                                n_workers=args.workers, retries=args.retries, progress=not args.no_progress,
+                                allow_external_data=getattr(args, "allow_external_data", False))
+    except BatchInterrupted as stop:
+        say(f"nestnet batch {stop.summary.task}: interrupted ({stop.signal}); {_counts(stop.summary)}; summary: "
+            f"{stop.summary.summary_csv}; run the same command again to continue")
         return 130
+    except KeyboardInterrupt as stop:  # before any item ran: nothing was written
+        say(f"nestnet batch: interrupted ({getattr(stop, 'signal', 'SIGINT')}) before any item ran; nothing was "
+            "written")
+        return 130
+    except SchedulerError as exc:
+        say(f"nestnet batch: error: {exc}")
+        return 126
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, OSError) as exc:
         say(f"nestnet batch: error: {reason_of(exc)}")
         return 126
-    say(f"nestnet batch {summary.task}: {len(summary.items)} items - {summary.n_ok} done, "
-        f"{summary.n_skipped} skipped, {summary.n_failed} failed in {summary.seconds:.1f} s; "
-        f"summary: {summary.summary_csv}")
+    say(f"nestnet batch {summary.task}: {_counts(summary)} in {summary.seconds:.1f} s; summary: {summary.summary_csv}")
     for r in summary.failed:
         say(f"  failed {r.input or r.name}: {r.reason}")
     return summary.exit_code

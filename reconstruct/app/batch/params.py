@@ -51,7 +51,7 @@ __all__ = [
 BATCH_TASKS: dict[str, str] = {spec.command: spec.name for spec in SPECS.values()}
 
 #: Bumped when the meaning of a record changes, so old records are recomputed rather than trusted.
-RECORD_VERSION = 2
+RECORD_VERSION = 3  # 3: integer data normalised and scored by its bit depth (12-bit data: 4,095)
 
 _BATCH = frozenset({"batch"})
 

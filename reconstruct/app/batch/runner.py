@@ -5,9 +5,12 @@ See :mod:`reconstruct.app.batch` for the rules (resumable, faults isolated, Dask
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _stdio
+import json
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -17,9 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from ...tasks.spec import Param
-from ..files import PathLike, atomic_write_text, check_output_path
+from ..files import (
+    PathLike,
+    atomic_write_text,
+    check_output_path,
+    check_outputs_apart,
+    check_writable,
+    companion_files,
+)
+from ..images import data_files
+from .cluster import open_client
 from .items import BatchItem, collect_items, output_suffix, param_stem
-from .params import batch_spec, check_run_params, param_hash
+from .params import batch_spec, check_run_params, data_options, param_hash
 from .worker import done_before, reason_of, run_item, write_failed_record
 
 __all__ = ["SUMMARY_NAME", "ItemResult", "BatchSummary", "run_batch"]
@@ -112,33 +124,6 @@ def _write_summary(path: Path, results: list[ItemResult]) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
-def _default_workers(n_pending: int) -> int:
-    import torch
-
-    if torch.cuda.is_available():
-        return max(1, min(torch.cuda.device_count(), n_pending))
-    cores = os.cpu_count() or 1
-    try:  # each worker holds torch plus a fit: keep about 2 GB per worker
-        import psutil
-
-        cores = min(cores, max(1, int(psutil.virtual_memory().total // (2 << 30))))
-    except ImportError:
-        pass
-    return max(1, min(cores, n_pending))
-
-
-def _tcmalloc_preload() -> str | None:
-    """``LD_PRELOAD`` value that starts the embedded workers with tcmalloc (see :mod:`reconstruct.app.runtime`)."""
-    if os.environ.get("NESTNET_ALLOCATOR", "").lower() in ("system", "glibc"):
-        return None
-    from ..runtime import tcmalloc_path
-
-    lib = tcmalloc_path()
-    if lib is None or not sys.platform.startswith("linux"):
-        return None
-    return (lib + " " + os.environ.get("LD_PRELOAD", "")).strip()
-
-
 def _describe(scheduler: Any) -> str:
     if scheduler is None:
         return "local"
@@ -152,32 +137,20 @@ def _run_sequential(task: str, jobs: list[Job], params: Mapping[str, Any], on_re
         on_result(run_item(task, job, params, phash))
 
 
-def _run_dask(task: str, jobs: list[Job], params: Mapping[str, Any], on_result: Callable, scheduler: Any,
-              n_workers: int | None, retries: int) -> int | None:
-    import dask
-    from distributed import Client, LocalCluster, as_completed
+def _close(connection: tuple[Any, ...]) -> None:
+    client, cluster, own_client = connection[:3]
+    with _quiet_shutdown():
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
-    cluster = None
-    own_client = True
-    torch_threads = None
-    if scheduler is None or scheduler == "local":
-        n_workers = n_workers or _default_workers(len(jobs))
-        torch_threads = max(1, (os.cpu_count() or 1) // n_workers)
-        # the embedded scheduler and the nannies live in this process, so this config reaches them
-        config: dict[str, Any] = {"distributed.scheduler.allowed-failures": int(retries)}
-        preload = _tcmalloc_preload()
-        if preload:  # the allocator must be chosen before a worker process starts
-            config["distributed.nanny.pre-spawn-environ.LD_PRELOAD"] = preload
-        with dask.config.set(config):
-            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
-            client = Client(cluster)
-    elif isinstance(scheduler, Client):
-        client, own_client = scheduler, False
-    elif isinstance(scheduler, str) and scheduler.endswith(".json"):
-        client = Client(scheduler_file=scheduler, timeout="30s")
-    else:
-        client = Client(scheduler, timeout="30s")
+
+def _run_dask(task: str, jobs: list[Job], params: Mapping[str, Any], on_result: Callable,
+              connection: tuple[Any, ...], retries: int) -> int | None:
+    from distributed import as_completed
+
+    client, cluster, own_client, torch_threads, n_workers = connection
     futures = {}
     try:
         for job, phash in jobs:
@@ -196,15 +169,67 @@ def _run_dask(task: str, jobs: list[Job], params: Mapping[str, Any], on_result: 
                 write_failed_record(task, job, params, phash, reason)
             on_result(res)
     except BaseException:
-        for fut in futures:
-            fut.cancel()
+        with contextlib.suppress(Exception):
+            client.cancel(list(futures), force=True)
         raise
     finally:
-        if own_client:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        _close(connection)
     return n_workers
+
+
+@contextlib.contextmanager
+def _quiet_shutdown():
+    """Closing after an interrupt: Dask's logs of comms closed under a task are no news, and a second
+    Ctrl-C must not cut the summary short."""
+    import logging
+    import signal
+    import threading
+
+    loggers = [logging.getLogger(n) for n in ("distributed", "tornado")]
+    levels = [lg.level for lg in loggers]
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM, after its summary was written (``summary``, ``signal``)."""
+
+    def __init__(self, summary: BatchSummary, signal_name: str = "SIGINT") -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.summary = summary
+        self.signal = signal_name
+
+
+def _settled(job: Mapping[str, Any], phash: str, since: float) -> ItemResult:
+    """An item with no result in this process: what its record on disk says, else pending.
+
+    An item whose worker finished it while the run was being interrupted wrote its output and an "ok"
+    record: it is done, not pending. A "failed" record counts when it was written by this run.
+    """
+    earlier = done_before(job["output"], job["record"], phash)
+    if earlier is not None:
+        return ItemResult(job["name"], job["path"], "ok", job["output"], job["record"], None,
+                          float(earlier.get("wall_seconds", 0.0)), dict(earlier.get("metrics") or {}), phash)
+    try:
+        fresh = os.stat(job["record"]).st_mtime >= since
+        with open(job["record"], encoding="utf-8") as fh:
+            rec = json.load(fh) if fresh else None
+    except (OSError, ValueError):
+        rec = None
+    if isinstance(rec, dict) and rec.get("status") == "failed" and rec.get("param_hash") == phash:
+        return ItemResult(job["name"], job["path"], "failed", None, job["record"], str(rec.get("reason") or ""),
+                          float(rec.get("wall_seconds") or 0.0), {}, phash)
+    return ItemResult(job["name"], job["path"], "pending", None, None, "interrupted before it finished", 0.0, {},
+                      phash)
 
 
 def _check_scheduler(scheduler: Any) -> Any:
@@ -226,6 +251,7 @@ def run_batch(
     n_workers: int | None = None,
     retries: int = 2,
     progress: bool = True,
+    allow_external_data: bool = False,
 ) -> BatchSummary:
     """Run one task over many inputs; see :mod:`reconstruct.app.batch` for the rules.
 
@@ -248,6 +274,9 @@ def run_batch(
             at most one per 2 GB of memory and one per item).
         retries: times an item is re-run after its worker is lost or the task raises.
         progress: show a tqdm progress bar over the items (on stderr).
+        allow_external_data: read MetaImage/NRRD headers whose data file lies outside the header's
+            folder (refused by default: a header can name any file; see
+            :func:`reconstruct.app.images.check_data_inside`).
 
     Returns:
         A :class:`BatchSummary`; ``summary.exit_code`` is the number of failed items capped at 125.
@@ -257,9 +286,13 @@ def run_batch(
         ``if __name__ == "__main__":`` (as for any ``multiprocessing`` or Dask program).
 
     Raises:
-        ValueError / FileNotFoundError / TypeError: bad task, parameters, inputs or output folder
-            (nothing has run).
-        KeyboardInterrupt: after writing the summary so far (unfinished items are ``"pending"``).
+        ValueError / FileNotFoundError / TypeError: bad task, parameters, inputs or output folder, an
+            output that would replace an input, an output folder that cannot be written (nothing has
+            run, nothing was written).
+        SchedulerError: the scheduler cannot be reached or is not a Dask scheduler (an ``OSError``).
+        BatchInterrupted: a ``KeyboardInterrupt`` (Ctrl-C; ``nestnet batch`` turns SIGTERM into one),
+            raised after the summary was written; ``exc.summary`` says which items finished (read back
+            from their records, so an item that finished while the run stopped is not ``"pending"``).
     """
     from tqdm.auto import tqdm
 
@@ -283,15 +316,13 @@ def run_batch(
         positional = {p.name: run.get(p.name, p.default) for p in spec.params if p.positional}
         items = [BatchItem("", param_stem({k: f"{v:g}" if isinstance(v, float) else v for k, v in positional.items()},
                                           spec, 0))]
-    read_paths = {Path(p) for i in items for p in (i.path, i.reference, *map(str, i.inputs.values())) if p}
     jobs: list[Job] = []
     for item in items:
         output = out / f"{item.name}{output_suffix(spec, item.path)}"
-        if output in read_paths:
-            raise ValueError(f"output {output} would overwrite an input; choose another --out")
-        job = {**asdict(item), "output": str(output), "record": str(out / f"{item.name}.json")}
+        job = {**asdict(item), "output": str(output), "record": str(out / f"{item.name}.json"),
+               "allow_external_data": bool(allow_external_data)}
         jobs.append((job, param_hash(spec.command, run, item)))
-    out.mkdir(parents=True, exist_ok=True)
+    _check_outputs(spec, entries, items, run, jobs, out)
 
     results: dict[str, ItemResult] = {}
     todo: list[Job] = []
@@ -303,6 +334,15 @@ def run_batch(
             results[job["name"]] = ItemResult(job["name"], job["path"], "skipped", job["output"], job["record"],
                                               None, float(earlier.get("wall_seconds", 0.0)),
                                               dict(earlier.get("metrics") or {}), phash)
+    mode = "sequential" if scheduler == "sequential" else _describe(scheduler)
+    # the cluster (or the connection to one) before the output folder: a run that cannot start leaves nothing
+    connection = open_client(scheduler, n_workers, retries, len(todo)) if todo and scheduler != "sequential" else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        if connection is not None:
+            _close(connection)
+        raise
     bar = tqdm(total=len(jobs), initial=len(results), unit="item", desc=f"nestnet batch {spec.command}",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     n_failed = 0
@@ -316,19 +356,62 @@ def run_batch(
             bar.set_postfix(failed=n_failed)
         bar.update(1)
 
-    mode = "sequential" if scheduler == "sequential" else _describe(scheduler)
+    since = time.time() - 1.0  # records written from here on are this run's (mtime resolution)
     workers_used: int | None = None
+    interrupted: KeyboardInterrupt | None = None
     try:
-        if todo:
-            if scheduler == "sequential":
-                _run_sequential(spec.command, todo, run, on_result)
-            else:
-                workers_used = _run_dask(spec.command, todo, run, on_result, scheduler, n_workers, retries)
+        if connection is not None:
+            workers_used = _run_dask(spec.command, todo, run, on_result, connection, retries)
+        elif todo:
+            _run_sequential(spec.command, todo, run, on_result)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one by nestnet batch
+        interrupted = exc
     finally:
         bar.close()
-        ordered = []
-        for job, phash in jobs:
-            ordered.append(results.get(job["name"]) or ItemResult(
-                job["name"], job["path"], "pending", None, None, "interrupted before it finished", 0.0, {}, phash))
+        ordered = [results.get(job["name"]) or _settled(job, phash, since) for job, phash in jobs]
+        for (job, _), res in zip(jobs, ordered):
+            if res.status == "pending":
+                _remove_stale_temps(job)
         summary_path = _write_summary(out / SUMMARY_NAME, ordered)
-    return BatchSummary(spec.command, out, summary_path, ordered, time.perf_counter() - start, mode, workers_used)
+    summary = BatchSummary(spec.command, out, summary_path, ordered, time.perf_counter() - start, mode, workers_used)
+    if interrupted is not None:
+        raise BatchInterrupted(summary, getattr(interrupted, "signal", "SIGINT")) from None
+    return summary
+
+
+def _remove_stale_temps(job: Mapping[str, Any]) -> None:
+    """The temporary files of an item whose worker was stopped mid-write (never its finished outputs).
+
+    Atomic writes name them ``.<stem>.tmp-XXXX<suffixes>`` (a header pair: a folder ``.<name>.tmp-XXXX``)
+    beside the target; they are removed only for items the run leaves pending.
+    """
+    for target in (Path(job["output"]), Path(job["record"])):
+        suffix = "".join(target.suffixes)
+        base = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+        stale = [*target.parent.glob(f".{base}.tmp-*{suffix}"), *target.parent.glob(f".{target.name}.tmp-*")]
+        for path in stale:
+            with contextlib.suppress(OSError):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+
+
+def _check_outputs(spec: Any, entries: Sequence[Any], items: Sequence[BatchItem], run: Mapping[str, Any],
+                   jobs: Sequence[Job], out: Path) -> None:
+    """Before anything runs: no output (result, data file, record, summary) is or replaces any input, and
+    the output folder can be written (the temporary file the writes use is created there and removed)."""
+    inputs: list[Path] = [Path(e).expanduser() for e in entries
+                          if not any(c in _GLOB_CHARS for c in os.fspath(e)) and Path(e).expanduser().is_file()]
+    for item in items:
+        inputs += [Path(p) for p in (item.path, item.reference, *map(str, item.inputs.values())) if p]
+    for inp in data_options(spec):  # the run's own data files (--angles FILE, --shifts FILE)
+        value = run.get(inp.name)
+        if isinstance(value, str) and Path(value).is_file():
+            inputs.append(Path(value))
+    inputs += [d for p in list(inputs) for d in data_files(p)]
+    outputs = [out / SUMMARY_NAME]
+    for job, _ in jobs:
+        outputs += [Path(job["output"]), Path(job["record"]), *companion_files(Path(job["output"]))]
+    check_outputs_apart(outputs, inputs)
+    check_writable(out / SUMMARY_NAME)

@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from ...tasks.common import check_sinogram_layout
 from ..angles import parse_angles, parse_numbers
 from ..files import json_safe, one_line, versions, write_json
 from ..geometry import output_meta
-from ..images import read_image, write_image
+from ..images import check_data_inside, read_image, write_image
+from ..memory import check_memory, mesh_volume_shape, run_estimate
 from ..meta import ImageMeta
 from .items import MESH_SUFFIXES
 from .params import BATCH_OPTIONS, RECORD_VERSION, batch_spec, file_stamp, item_values, split_values
@@ -119,9 +121,17 @@ def _binary_volume(arr: np.ndarray, what: str) -> np.ndarray:
     return arr > 0
 
 
+def _declared_bits(spec, values, meta) -> dict[str, Any]:
+    """The file's own bit depth (TIFF ``BitsPerSample``) for tasks that take one, unless the run gives one."""
+    bits = meta.extra.get("bit_depth")
+    if bits and "bit_depth" in {p.name for p in spec.params} and values.get("bit_depth") is None:
+        return {"bit_depth": int(bits)}
+    return {}
+
+
 def _read_image_item(spec, path, values, data):
     arr, meta = read_image(path)
-    return {spec.inputs[0].name: _numbers(arr, Path(path).name)}, {}, meta, None, {}
+    return {spec.inputs[0].name: _numbers(arr, Path(path).name)}, _declared_bits(spec, values, meta), meta, None, {}
 
 
 def _read_frames(spec, path, values, data):
@@ -139,7 +149,7 @@ def _read_frames(spec, path, values, data):
     if rotations is None:
         rotations = np.zeros(len(frames))  # translations only
     call = {"frames": frames, "shifts": shifts, "rotations": rotations.reshape(-1)}
-    return call, {}, meta, 2, {}
+    return call, _declared_bits(spec, values, meta), meta, 2, {}
 
 
 def _read_sinogram(spec, path, values, data):
@@ -148,6 +158,7 @@ def _read_sinogram(spec, path, values, data):
     if sino.ndim != 2:
         raise ValueError(f"a sinogram must be 2-D, got shape {sino.shape}; give one slice per file")
     layout = values.get("layout", spec.param("layout").default)
+    check_sinogram_layout(sino, layout)
     angles = parse_angles(data.get("angles"))
     if angles is None:
         n_angles = sino.shape[1] if layout == "skimage" else sino.shape[0]
@@ -162,8 +173,10 @@ def _read_occupancy(spec, path, values, data):
         from ..meshes import read_mesh
 
         options = {p.name: values.get(p.name, p.default) for p in BATCH_OPTIONS[spec.name]}
-        volume, grid = voxelize(read_mesh(path), options["resolution"], padding=options["padding"],
-                                return_grid=True)
+        mesh = read_mesh(path)
+        shape = mesh_volume_shape(mesh, options["resolution"], options["padding"])
+        check_memory(run_estimate(spec, shape, values))  # before voxelising
+        volume, grid = voxelize(mesh, options["resolution"], padding=options["padding"], return_grid=True)
         spacing = tuple(float(s) for s in grid.spacing)
         # the voxel grid's place in the mesh's space, so the volume overlays the mesh in a viewer
         meta = ImageMeta(tuple(reversed(spacing)), tuple(reversed(tuple(grid.origin))), tuple(np.eye(3).ravel()))
@@ -202,9 +215,16 @@ def _compute(spec, item: Mapping[str, Any], values: Mapping[str, Any]):
     from ...tasks import TASKS
 
     fit, task, app, data = split_values(spec, values)
+    if not item.get("allow_external_data"):  # a header naming a data file elsewhere reads nothing here
+        for path in (item.get("path"), item.get("reference")):
+            if path:
+                check_data_inside(path)
     reader = _READERS.get(spec.name, _read_image_item)
-    call, derived, meta, ndim, options = reader(spec, item["path"], values, data)
-    kwargs = {**fit, **task, **derived, "device": _pick_device(str(fit.get("device", "auto")))}
+    device = _pick_device(str(fit.get("device", "auto")))
+    call, derived, meta, ndim, options = reader(spec, item["path"], {**values, "device": device}, data)
+    kwargs = {**fit, **task, **derived, "device": device}
+    main = next(iter(call.values()), None)
+    check_memory(run_estimate(spec, None if main is None else np.shape(main), kwargs))
     if item.get("reference"):  # scored by the task, by the project's metric conventions
         ref = _numbers(read_image(item["reference"])[0], Path(item["reference"]).name)  # its dtype: the data range
         kwargs["reference"] = _binary_volume(ref, "reference") if spec.name == "fit_occupancy" else ref
