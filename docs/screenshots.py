@@ -1,14 +1,21 @@
-"""Make the README screenshots from the real application (napari + this plugin's panels).
+"""Make the README screenshots from the real application, driven the way a user clicks.
+
+Each picture is a panel opened from the Plugins menu (``add_plugin_dock_widget``), its sample opened
+from File > Open Sample (``open_sample``) and its Run button clicked, at the panel's defaults: nothing
+sets the panel's layers or fields (only the camera, the grid and which layers show are arranged for
+the picture).
 
 Usage::
 
-    .venv/bin/python docs/screenshots.py            # re-runs itself under xvfb-run when there is no display
-    .venv/bin/python docs/screenshots.py --quick    # fewer steps (a layout check, not pretty results)
+    .venv/bin/python docs/screenshots.py                  # re-runs itself under xvfb-run when there is no display
+    .venv/bin/python docs/screenshots.py --steps 20       # fewer steps (a layout check, not the default results)
+    .venv/bin/python docs/screenshots.py --time-defaults  # only time each panel's default run on its sample
 
-Writes ``docs/images/ct_panel.png`` (the CT panel docked after a run: sinogram, FBP, NestNet and the
-phantom side by side), ``docs/images/pinn.png`` (prediction, exact solution and error over (x, t)
-with the u(x) profile plot), ``docs/images/occupancy_3d.png`` (the fitted occupancy surface in 3-D)
-and ``docs/images/activations.png`` (the learned activation curves of the CT fit).
+Writes ``docs/images/denoise_panel.png`` (the Denoise panel right after the first click: input and
+reference chosen, the result named with its PSNR beside the noisy input's), ``docs/images/ct_panel.png``
+(sinogram, FBP, NestNet and the phantom side by side), ``docs/images/activations.png`` (the learned
+activation curves of that CT fit), ``docs/images/pinn.png`` (prediction, exact solution and error
+over (x, t) with the u(x) profile plot) and ``docs/images/occupancy_3d.png`` (the fitted surface).
 """
 
 from __future__ import annotations
@@ -24,6 +31,17 @@ from pathlib import Path
 
 IMAGES = Path(__file__).resolve().parent / "images"
 WINDOW = (1500, 950)
+PLUGIN = "napari-nestnet"
+#: Every panel (its Plugins-menu name) and the sample it is shown with.
+DEFAULT_RUNS = (
+    ("Fit image", "noisy_photo"),
+    ("Denoise", "noisy_photo"),
+    ("Super-resolve (single image)", "low_resolution"),
+    ("Super-resolve (multi-frame)", "multi_frame"),
+    ("CT reconstruction", "ct_sinogram"),
+    ("Occupancy volume", "occupancy_volume"),
+    ("PINN convection", None),
+)
 
 
 def _ensure_display() -> None:
@@ -67,65 +85,81 @@ def _settle(seconds: float = 0.5) -> None:
         time.sleep(0.02)
 
 
-def _run(panel, timeout_s: float) -> None:
-    panel.run()
+def _open(viewer, panel_name: str, sample: str | None, steps: int | None):
+    """Plugins > NestNet > ``panel_name``, then File > Open Sample > ``sample`` (as a user does)."""
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, panel_name)
+    if sample is not None:
+        viewer.open_sample(PLUGIN, sample)
+    if steps is not None:  # --steps: a quicker layout check
+        panel.field("steps").value = steps
+    return panel
+
+
+def _click_run(panel, timeout_s: float = 3600) -> float:
+    """Click Run and wait for the result; returns the seconds from the click to the result."""
+    start = time.monotonic()
+    panel._run_button.native.click()
     if not panel.wait(timeout_s):
-        panel.cancel()
-        panel.wait(60)
+        panel._cancel_button.native.click()
+        panel.wait(120)
+    seconds = time.monotonic() - start
     if panel.last_result is None:
         sys.exit(f"{panel.title} produced no result: {panel.status}")
-    print(f"{panel.title}: {panel.status}")
+    print(f"{panel.title}: {seconds:.1f} s from the click · {panel.status}")
+    return seconds
 
 
-def _grid(viewer):
-    """The viewer's grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+def _grid(viewer, shape: tuple[int, int]) -> None:
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") and hasattr(viewer.canvas, "grid") else viewer.grid
+    grid.enabled = True
+    grid.shape = shape
+    grid.stride = 1
 
 
 def _fresh(viewer) -> None:
     viewer.window.remove_dock_widget("all")
     viewer.layers.clear()
-    _grid(viewer).enabled = False
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") and hasattr(viewer.canvas, "grid") else viewer.grid
+    grid.enabled = False
     viewer.dims.ndisplay = 2
+    viewer.axes.visible = False
+    viewer.window.resize(*WINDOW)  # (a tall dock may have grown the window)
 
 
-def ct_screenshot(viewer, steps: int, width: int) -> object:
-    from napari_nestnet._widgets import CTReconstructionPanel
+def _shot(viewer, name: str) -> None:
+    _settle()
+    _save(viewer.screenshot(canvas_only=False, flash=False), name)
 
-    viewer.open_sample("napari-nestnet", "ct_sinogram")
-    panel = CTReconstructionPanel(viewer)
-    viewer.window.add_dock_widget(panel, name="CT reconstruction", area="right")
-    panel.reset_choices()
-    panel._sinogram.value = viewer.layers["ct_sinogram"]
-    panel._ref.value = viewer.layers["shepp_logan_phantom (ground truth)"]
-    panel._steps.value = steps
-    panel._width.value = width
-    _run(panel, timeout_s=1800)
+
+def denoise_screenshot(viewer, steps: int | None) -> None:
+    panel = _open(viewer, "Denoise", "noisy_photo", steps)
+    _click_run(panel)
+    viewer.layers["astronaut (ground truth)"].visible = True
+    _grid(viewer, (1, 3))
+    viewer.reset_view()
+    _shot(viewer, "denoise_panel.png")
+
+
+def ct_screenshot(viewer, steps: int | None):
+    panel = _open(viewer, "CT reconstruction", "ct_sinogram", steps)
+    _click_run(panel)
+    recon, fbp = panel.last_layers
     truth = viewer.layers["shepp_logan_phantom (ground truth)"]
     truth.visible = True
     # grid tiles follow the layer order: sinogram, FBP / NestNet, ground truth
-    order = ["ct_sinogram", "ct_fbp [ramp]", "ct_reconstruction [nestnet]", truth.name]
-    for i, name in enumerate(order):
-        viewer.layers.move(viewer.layers.index(name), i)
-    for name in order[1:]:
-        viewer.layers[name].contrast_limits = (0.0, 1.0)
-    grid = _grid(viewer)
-    grid.enabled = True
-    grid.shape = (2, 2)
-    grid.stride = 1
-    viewer.layers.selection.active = viewer.layers["ct_reconstruction [nestnet]"]
+    for i, layer in enumerate([viewer.layers["ct_sinogram"], fbp, recon, truth]):
+        viewer.layers.move(viewer.layers.index(layer), i)
+    for layer in (fbp, recon, truth):
+        layer.contrast_limits = (0.0, 1.0)
+    _grid(viewer, (2, 2))
+    viewer.layers.selection.active = recon
     viewer.reset_view()
-    _settle()
-    _save(viewer.screenshot(canvas_only=False, flash=False), "ct_panel.png")
+    _shot(viewer, "ct_panel.png")
     return panel
 
 
 def activations_screenshot(viewer) -> None:
-    from napari_nestnet._plots import ActivationsViewer
-
-    plot = ActivationsViewer(viewer)
-    viewer.window.add_dock_widget(plot, name="Learned activations", area="right")
+    _, plot = viewer.window.add_plugin_dock_widget(PLUGIN, "Learned activations")
     plot.resize(520, 420)
     _settle()
     plot.canvas.draw()
@@ -143,79 +177,61 @@ def _grab(widget):
     return buffer.reshape(height, stride // 4, 4)[:, : image.width()].copy()
 
 
-def pinn_screenshot(viewer, steps: int, width: int) -> None:
-    from napari_nestnet._widgets import PinnConvectionPanel
-
-    panel = PinnConvectionPanel(viewer)
-    viewer.window.add_dock_widget(panel, name="PINN convection", area="right")
-    panel._steps.value = steps
-    panel._width.value = width
-    panel.field("beta").value = 5.0
-    _run(panel, timeout_s=1800)
+def pinn_screenshot(viewer, steps: int | None) -> None:
+    panel = _open(viewer, "PINN convection", None, steps)
+    _click_run(panel)
     panel._profile.set_time_index(int(panel.field("nt").value * 0.75))
-    grid = _grid(viewer)
-    grid.enabled = True
-    grid.shape = (1, 3)
-    grid.stride = 1
+    _grid(viewer, (1, 3))
     viewer.reset_view()
-    _settle()
-    _save(viewer.screenshot(canvas_only=False, flash=False), "pinn.png")
+    _shot(viewer, "pinn.png")
 
 
-def occupancy_screenshot(viewer, steps: int, width: int) -> None:
-    from napari_nestnet._widgets import OccupancyPanel
-
-    viewer.open_sample("napari-nestnet", "occupancy_volume")
-    panel = OccupancyPanel(viewer)
-    viewer.window.add_dock_widget(panel, name="Occupancy volume", area="right")
-    panel.reset_choices()
-    panel._volume.value = viewer.layers["torus_occupancy"]
-    panel._steps.value = steps
-    panel._width.value = width
-    _run(panel, timeout_s=1800)
-    for layer in viewer.layers:
-        layer.visible = layer.name.startswith("occupancy_surface")
-    surface = viewer.layers["occupancy_surface [nestnet]"]
-    verts, faces = surface.data[0], surface.data[1]
-    surface.data = (verts, faces, verts[:, 0])  # colour by height, a depth cue in the still picture
-    surface.reset_contrast_limits()  # the limits were set from the default (constant) values
-    surface.colormap = "plasma"
-    surface.shading = "smooth"
-    viewer.layers.selection.active = surface
-    viewer.dims.ndisplay = 3
-    viewer.reset_view()  # (resets the camera angles too: set them after)
+def occupancy_screenshot(viewer, steps: int | None) -> None:
+    panel = _open(viewer, "Occupancy volume", "occupancy_volume", steps)
+    _click_run(panel)  # the panel switches to 3-D and shows the surface itself
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    camera.angles = (60.0, -20.0, 30.0)
+    camera.angles = (60.0, -20.0, 30.0)  # a three-quarter view (the default looks down an axis)
     camera.zoom *= 1.1
-    _settle()
-    _save(viewer.screenshot(canvas_only=False, flash=False), "occupancy_3d.png")
+    _shot(viewer, "occupancy_3d.png")
+
+
+def time_defaults(viewer) -> None:
+    """Dock each panel, open its sample, click Run at the defaults, and print the seconds it took."""
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
+    for panel_name, sample in DEFAULT_RUNS:
+        panel = _open(viewer, panel_name, sample, None)
+        settings = f"{panel.field('steps').value} steps, width {panel.field('hidden_width').value}"
+        seconds = _click_run(panel)
+        print(f"  {panel_name:<30} {settings:<24} {seconds:6.1f} s   (load {os.getloadavg()[0]:.1f})")
+        _fresh(viewer)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few steps: checks the layout, results stay rough")
-    parser.add_argument("--width", type=int, default=128, help="hidden width of the networks (default 128)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--steps", type=int, default=None, help="steps for every run (default: each panel's own)")
+    parser.add_argument("--time-defaults", action="store_true", help="only time every panel's default run")
     args = parser.parse_args(argv)
     _ensure_display()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
     import napari
 
-    # (occupancy needs ~100 steps before its field crosses 0.5 at all: fewer leave no surface)
-    steps = {"ct": 30, "pinn": 30, "occupancy": 120} if args.quick else {"ct": 300, "pinn": 600, "occupancy": 150}
+    # the pictures must not depend on what this machine's user last ran
+    os.environ.setdefault("NAPARI_NESTNET_SETTINGS", str(Path(tempfile.mkdtemp()) / "settings.json"))
     viewer = napari.Viewer(show=True, title="napari-nestnet")
     viewer.window.resize(*WINDOW)
     try:
-        ct_screenshot(viewer, steps["ct"], args.width)
+        if args.time_defaults:
+            time_defaults(viewer)
+            return 0
+        denoise_screenshot(viewer, args.steps)
+        _fresh(viewer)
+        ct_screenshot(viewer, args.steps)
         activations_screenshot(viewer)
         _fresh(viewer)
-        pinn_screenshot(viewer, steps["pinn"], args.width)
+        pinn_screenshot(viewer, args.steps)
         _fresh(viewer)
-        occupancy_screenshot(viewer, steps["occupancy"], args.width)
+        occupancy_screenshot(viewer, args.steps)
     finally:
         viewer.close()
     return 0

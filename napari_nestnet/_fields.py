@@ -8,7 +8,8 @@ its ``Param``: the label from the name, the value from the default, bounds from 
 
 How ``None`` is given for an optional parameter:
 
-* a number whose valid values are all above 0 (``low > 0``, or ``low == 0`` excluded): 0 means None;
+* a number whose valid values are all above 0 (``low > 0``, or ``low == 0`` excluded): 0 means None
+  (a float field then shows what None means, the help's "(None: …)", e.g. "no limit", instead of 0);
 * a string with choices: the extra choice ``"none"``;
 * anything else (tuples, dicts, other optional numbers, free text): a text field, empty (or ``none``)
   means None.
@@ -34,6 +35,7 @@ __all__ = [
     "NONE_CHOICE",
     "parse_numbers",
     "format_numbers",
+    "none_text",
 ]
 
 #: The choice that stands for ``None`` in the combo box of an optional string parameter.
@@ -94,6 +96,16 @@ def field_tooltip(param: Any) -> str:
     return text
 
 
+def none_text(param: Any) -> str:
+    """What a 0-means-None number field shows at 0: the help's "(None: …)" when short, else "default"."""
+    marker = "(None: "
+    if marker in param.help:
+        said = param.help.split(marker, 1)[1].split(",", 1)[0].split(")", 1)[0].strip()
+        if said and len(said) <= 18 and "(" not in said:
+            return said
+    return "default"
+
+
 def _text(param: Any, value: Any) -> str:
     if value is None:
         return ""
@@ -152,6 +164,8 @@ def param_widget(param: Any, *, value: Any = _DEFAULT, choices: Sequence[Any] | 
         widget.native.setDecimals(decimals)  # before the range and value: Qt rounds them to it
         widget.min, widget.max = low, max(high, float(start))
         widget.value = float(start)
+        if zero:  # shown at 0 instead of "0.00" (the integer spin box cannot: its tooltip says "0 = None")
+            widget.native.setSpecialValueText(none_text(param))
         return widget
     return LineEdit(value=_text(param, default), **common)
 
@@ -199,6 +213,8 @@ class ParamFields:
             name: param_widget(p, value=values.get(name, _DEFAULT), choices=choices.get(name))
             for name, p in self.params.items()
         }
+        #: The values the fields started with (what "Restore defaults" goes back to).
+        self.initial: dict[str, Any] = {name: widget.value for name, widget in self.widgets.items()}
 
     def __contains__(self, name: object) -> bool:
         return name in self.widgets
@@ -219,3 +235,29 @@ class ParamFields:
     def values(self) -> dict[str, Any]:
         """Parameter name -> checked value, for every field (ValueError naming the first bad one)."""
         return {name: self.value(name) for name in self.widgets}
+
+    def raw(self) -> dict[str, Any]:
+        """Field name -> the widget's own value (text, number or flag: JSON-able), for remembering."""
+        return {name: widget.value for name, widget in self.widgets.items()}
+
+    def restore(self, values: Mapping[str, Any]) -> list[str]:
+        """Set the fields named in ``values`` (unknown names and values a field refuses are skipped).
+
+        Returns the names that were set.
+        """
+        done = []
+        for name, value in values.items():
+            widget = self.widgets.get(name)
+            if widget is None:
+                continue
+            try:
+                widget.value = value
+            except (ValueError, TypeError):  # e.g. "cuda" remembered on a machine without a GPU
+                continue
+            done.append(name)
+        return done
+
+    def reset(self) -> None:
+        """Every field back to the value it started with."""
+        for name, widget in self.widgets.items():
+            widget.value = self.initial[name]

@@ -161,7 +161,9 @@ class ActivationsViewer(_PlotWidget):
                 ax.plot(x, y[k], lw=1.6, label=f"ϱ{k + 1}")
             name = "shared" if len(acts) == 1 else f"layer {i + 1}"
             ax.set_title(f"{name} (height {getattr(act, 'height', '?')})", fontsize=9)
-            ax.set_xlabel("z", fontsize=8)
+            ax.set_xlabel("z (pre-activation)", fontsize=8)
+            if i == 0:
+                ax.set_ylabel("ϱ(z) (learned activation)", fontsize=8)
             self._style(ax)
             ax.legend(fontsize=7, facecolor=self._bg, labelcolor=self._fg, edgecolor=self._fg)
         if title:

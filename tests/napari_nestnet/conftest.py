@@ -27,6 +27,16 @@ def _one_torch_thread():
 
 
 @pytest.fixture(autouse=True)
+def _settings_file(tmp_path, monkeypatch):
+    """Remembered panel settings go to a temporary file, never the user's config directory."""
+    from napari_nestnet._settings import SETTINGS_ENV
+
+    path = tmp_path / "napari-nestnet-settings.json"
+    monkeypatch.setenv(SETTINGS_ENV, str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
 def _fresh_registry():
     from napari_nestnet._results import RECENT_FITS
 

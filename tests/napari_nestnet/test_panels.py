@@ -40,7 +40,8 @@ def test_fit_image_adds_result_with_metrics_and_live_preview(viewer, dock, run_p
 
     run_panel(panel)
 
-    result = viewer.layers["fit_image [nestnet]"]
+    result = panel.last_layers[0]
+    assert result.name.startswith("fit_image [nestnet] ") and result.name.endswith(" dB")  # its PSNR
     assert result.data.shape == (32, 32)
     assert tuple(result.scale) == (0.5, 0.5) and tuple(result.translate) == (2.0, 3.0)
     md = result.metadata
@@ -69,7 +70,7 @@ def test_denoise_rgb_with_reference_reports_psnr_and_ssim(viewer, dock, run_pane
 
     run_panel(panel)
 
-    result = viewer.layers["denoised [nestnet]"]
+    result = panel.last_layers[0]
     assert result.rgb and result.data.shape == (32, 32, 3)
     assert set(result.metadata["metrics"]) >= {"psnr", "ssim"}
     assert result.metadata["inputs"] == {"noisy": "noisy", "reference": "clean"}
@@ -89,7 +90,8 @@ def test_super_resolve_output_is_finer_and_aligned(viewer, dock, run_panel, imag
 
     run_panel(panel)
 
-    result = viewer.layers["super_resolved_x2 [nestnet]"]
+    result = panel.last_layers[0]
+    assert result.name.startswith("super_resolved_x2 [nestnet]") and "bicubic" in result.name
     assert result.data.shape == (32, 32)
     # the fine pixels tile the coarse ones: same world extent, half the spacing
     assert tuple(result.scale) == (1.0, 1.0) and tuple(result.translate) == (0.0, 0.0)
@@ -112,7 +114,8 @@ def test_multi_frame_panel_reads_motion_from_metadata(viewer, dock, run_panel):
 
     run_panel(panel)
 
-    result = viewer.layers["super_resolved_multi_x4 [nestnet]"]
+    [result] = panel.last_layers
+    assert result.name == "super_resolved_multi_x4 [nestnet]"  # no reference: no metric
     assert result.data.shape == (32, 32)
     params = result.metadata["parameters"]
     np.testing.assert_allclose(params["shifts"], shifts)
@@ -156,8 +159,9 @@ def test_ct_panel_uses_metadata_angles_and_adds_fbp(viewer, dock, run_panel):
 
     run_panel(panel)
 
-    recon = viewer.layers["ct_reconstruction [nestnet]"]
-    fbp = viewer.layers["ct_fbp [ramp]"]
+    recon, fbp = panel.last_layers
+    assert recon.name.startswith("ct_reconstruction [nestnet] ") and "FBP" in recon.name
+    assert fbp.name.startswith("ct_fbp [ramp] ")
     assert recon.data.shape == fbp.data.shape == (32, 32)
     assert "psnr" in recon.metadata["metrics"]
     assert recon.metadata["parameters"]["angles_deg"] == angles.tolist()
@@ -198,9 +202,7 @@ def test_occupancy_adds_probability_labels_and_surface(viewer, dock, run_panel):
 
     run_panel(panel)
 
-    prob = viewer.layers["occupancy [nestnet]"]
-    labels = viewer.layers["occupancy_labels [nestnet]"]
-    surface = viewer.layers["occupancy_surface [nestnet]"]
+    prob, labels, surface = panel.last_layers
     assert type(labels).__name__ == "Labels" and type(surface).__name__ == "Surface"
     assert prob.data.shape == labels.data.shape == (n, n, n)
     np.testing.assert_array_equal(labels.data, (prob.data >= 0.5).astype(np.uint8))
@@ -236,13 +238,16 @@ def test_pinn_adds_prediction_exact_error_and_profile_plot(viewer, dock, run_pan
     run_panel(panel)
 
     pred, exact, error = panel.last_layers
-    assert pred.name.startswith("pinn_prediction [nestnet] rel_l2=")
+    assert pred.name.startswith("pinn_prediction [nestnet] rel. L2 ")
     assert exact.name == "pinn_exact β=1" and error.name.startswith("pinn_error [nestnet] max=")
     assert pred.data.shape == exact.data.shape == error.data.shape == (32, 16)
-    assert tuple(pred.scale) == tuple(exact.scale) == tuple(error.scale) == (1.0, 2.0)  # shown square
+    # the physical grid: x in [0, 2π] down the rows, t in [0, 1] across the columns, labelled
+    np.testing.assert_allclose(pred.scale, (2 * np.pi / 31, 1 / 15))
+    assert tuple(pred.scale) == tuple(exact.scale) == tuple(error.scale)
+    assert tuple(pred.axis_labels) == ("x", "t") and pred.colorbar.visible
     np.testing.assert_allclose(error.data, np.abs(pred.data - exact.data), rtol=1e-6)
     rel = pred.metadata["metrics"]["rel_l2"]
-    assert f"rel_l2={rel:.3g}" in pred.name and pred.metadata["parameters"]["beta"] == 1.0
+    assert f"rel. L2 {rel:.3g}" in pred.name and pred.metadata["parameters"]["beta"] == 1.0
     # the u(x) plot was docked and shows this fit's column j against the exact one
     profile = panel._profile
     assert isinstance(profile, PinnProfileViewer) and profile.current.result is panel.last_result
@@ -269,7 +274,7 @@ def test_cancel_keeps_the_result_so_far_and_a_second_run_is_refused(viewer, dock
 
     panel.cancel()
     qtbot.waitUntil(lambda: not panel.running, timeout=10_000)  # stops within a step or so
-    result = viewer.layers["fit_image [nestnet]"]
+    result = panel.last_layers[0]
     assert result.metadata["stopped_by"] == "cancelled" and 1 <= result.metadata["steps"] < 100_000
     assert panel.last_result.cancelled and "cancelled" in panel.status
     assert any("cancelled" in m for m in notes.messages("info"))
@@ -287,18 +292,17 @@ def test_nan_input_is_one_error_line_and_nothing_runs(viewer, dock, notes, image
     assert "NaN" in message and "holes" in message and "\n" not in message
 
 
-def test_cuda_without_cuda_is_refused(viewer, dock, notes, image):
+def test_cuda_is_offered_only_where_there_is_one_and_the_indicator_says_what_runs(viewer, dock):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    viewer.add_image(image(16), name="picture")
     panel = dock(FitImagePanel)
-    panel._device.value = "cuda"
-    panel.run()
-    assert not panel.running
-    [message] = notes.errors()
-    assert "CUDA is not available" in message
+    choices = list(panel.field("device").choices)
+    indicator = panel._indicator.value
+    if torch.cuda.is_available():
+        assert "cuda" in choices and indicator.startswith("GPU")
+    else:
+        assert choices == ["auto", "cpu"] and indicator.startswith("CPU")
+    assert panel._indicator.tooltip
 
 
 def test_a_task_error_in_the_worker_becomes_one_line(viewer, dock, run_panel, notes, image):
