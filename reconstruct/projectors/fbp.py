@@ -88,18 +88,13 @@ def _fan_weights(geom: Any, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _parallel(geom: Any, sino: torch.Tensor, filter_name: str | None) -> torch.Tensor:
     q = ramp_filter(sino, geom.det_spacing, filter_name)
     weights = torch.from_numpy(angular_weights(geom.angles.detach().cpu().numpy(), math.pi))
-    x, y = geom.world_coordinates(sino.dtype, sino.device)
-    x, y = x.reshape(-1), y.reshape(-1)
-    out = sino.new_zeros((sino.shape[0], x.numel()))
-    chunk = max(1, _VOXEL_CHUNK // max(1, x.numel() * sino.shape[0]))
-    for start in range(0, geom.n_views, chunk):
-        stop = min(start + chunk, geom.n_views)
-        cos, sin = (t.to(sino.device, sino.dtype).view(-1, 1) for t in geom._trig(start, stop))
-        t = x * cos + y * sin
-        index = (t - geom.det_offset) / geom.det_spacing + geom.det_count // 2
-        w = weights[start:stop].to(sino.device, sino.dtype).view(1, -1, 1)
-        out += (_interp(q[:, start:stop], index) * w).sum(1)
-    return out.reshape(-1, *geom.volume_shape)
+
+    def weigh(x: torch.Tensor, y: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
+              stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = (x * cos + y * sin - geom.det_offset) / geom.det_spacing + geom.det_count // 2
+        return index, weights[start:stop].to(sino.device, sino.dtype).view(1, -1, 1)
+
+    return _backproject_views(geom, q, weigh)
 
 
 def _fan(geom: Any, sino: torch.Tensor, filter_name: str | None) -> torch.Tensor:
@@ -115,13 +110,9 @@ def _fan(geom: Any, sino: torch.Tensor, filter_name: str | None) -> torch.Tensor
         step = geom.det_spacing / dsd
         pre = d * np.cos(gamma)
         q = ramp_filter(sino * torch.from_numpy(pre * redundancy).to(sino), step, filter_name, arc_step=step)
-    x, y = geom.world_coordinates(sino.dtype, sino.device)
-    x, y = x.reshape(-1), y.reshape(-1)
-    out = sino.new_zeros((sino.shape[0], x.numel()))
-    chunk = max(1, _VOXEL_CHUNK // max(1, x.numel() * sino.shape[0]))
-    for start in range(0, geom.n_views, chunk):
-        stop = min(start + chunk, geom.n_views)
-        cos, sin = (t.to(sino.device, sino.dtype).view(-1, 1) for t in geom._trig(start, stop))
+
+    def weigh(x: torch.Tensor, y: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
+              stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         lateral = x * cos + y * sin  # along e_t
         along = d + x * sin - y * cos  # from the source along e_s
         if geom.detector == "flat":
@@ -133,7 +124,27 @@ def _fan(geom: Any, sino: torch.Tensor, filter_name: str | None) -> torch.Tensor
             index = (g * dsd - geom.det_offset) / geom.det_spacing + (geom.det_count - 1) / 2.0
             weight = 1.0 / (lateral ** 2 + along ** 2)
         w = torch.from_numpy(dbeta[start:stop]).to(sino).view(-1, 1) * weight
-        out += (_interp(q[:, start:stop], index) * w.unsqueeze(0)).sum(1)
+        return index, w.unsqueeze(0)
+
+    return _backproject_views(geom, q, weigh)
+
+
+def _backproject_views(geom: Any, q: torch.Tensor, weigh: Any) -> torch.Tensor:
+    """Weighted back-projection of filtered 2-D projections ``q`` (batch, views, detectors), views in chunks.
+
+    ``weigh(x, y, cos, sin, start, stop)`` gives, for views ``start:stop`` and every voxel centre
+    ``(x, y)``, the detector index each voxel projects to and its weight (broadcastable to
+    ``(batch, views, voxels)``); chunks keep the (views × voxels) arrays within ``_VOXEL_CHUNK``.
+    """
+    x, y = geom.world_coordinates(q.dtype, q.device)
+    x, y = x.reshape(-1), y.reshape(-1)
+    out = q.new_zeros((q.shape[0], x.numel()))
+    chunk = max(1, _VOXEL_CHUNK // max(1, x.numel() * q.shape[0]))
+    for start in range(0, geom.n_views, chunk):
+        stop = min(start + chunk, geom.n_views)
+        cos, sin = (t.to(q.device, q.dtype).view(-1, 1) for t in geom._trig(start, stop))
+        index, w = weigh(x, y, cos, sin, start, stop)
+        out += (_interp(q[:, start:stop], index) * w).sum(1)
     return out.reshape(-1, *geom.volume_shape)
 
 
