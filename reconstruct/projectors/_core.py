@@ -13,6 +13,10 @@ angle set. Both directions are autograd functions whose derivative is the other 
 differentiable to any order (gradcheck in float64).
 
 Memory is bounded by processing views in chunks of at most :data:`CHUNK_ELEMENTS` ray samples × batch.
+
+2-D geometries with ``line_integral="joseph"`` (their default) use Joseph's projector of
+:mod:`._matrix` instead (a cached sparse matrix within its memory budget, the same entries chunk by
+chunk beyond it); its adjoint is its transpose, so the same autograd functions below serve both.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from ._matrix import joseph_apply
 
 __all__ = ["CHUNK_ELEMENTS", "project", "backproject", "views_per_chunk"]
 
@@ -47,9 +53,16 @@ def _grid_sample_adjoint(values: torch.Tensor, shape: tuple[int, ...], grid: tor
     return out
 
 
+def _joseph(geom: Any, value: torch.Tensor) -> bool:
+    return getattr(geom, "line_integral", "sampled") == "joseph" and value.shape[0] > 0
+
+
 def _forward_raw(x: torch.Tensor, geom: Any) -> torch.Tensor:
     """``x`` ``(B, *volume)`` -> projections ``(B, n_views, *detector)``."""
     batch = x.shape[0]
+    if _joseph(geom, x):
+        return joseph_apply(geom, x.reshape(batch, -1), transpose=False).reshape(batch, geom.n_views,
+                                                                                  *geom.det_shape)
     out = x.new_zeros((batch, geom.n_views, *geom.det_shape))
     if batch == 0:
         return out
@@ -66,6 +79,8 @@ def _forward_raw(x: torch.Tensor, geom: Any) -> torch.Tensor:
 def _adjoint_raw(y: torch.Tensor, geom: Any) -> torch.Tensor:
     """``y`` ``(B, n_views, *detector)`` -> volumes ``(B, *volume)``: the exact transpose of the forward."""
     batch = y.shape[0]
+    if _joseph(geom, y):
+        return joseph_apply(geom, y.reshape(batch, -1), transpose=True).reshape(batch, *geom.volume_shape)
     shape = (1, batch, *geom.volume_shape)
     out = y.new_zeros(shape)
     if batch == 0:

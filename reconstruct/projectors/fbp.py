@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._matrix import pixel_matrix, sparse_apply
 from .filters import ramp_filter
 
 __all__ = ["analytic_reconstruction", "angular_weights", "parker_weights"]
@@ -92,9 +93,9 @@ def _parallel(geom: Any, sino: torch.Tensor, filter_name: str | None) -> torch.T
     def weigh(x: torch.Tensor, y: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
               stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = (x * cos + y * sin - geom.det_offset) / geom.det_spacing + geom.det_count // 2
-        return index, weights[start:stop].to(sino.device, sino.dtype).view(1, -1, 1)
+        return index, weights[start:stop].to(x).view(1, -1, 1)
 
-    return _backproject_views(geom, q, weigh)
+    return _backproject_views(geom, q, weigh, "parallel")
 
 
 def _fan(geom: Any, sino: torch.Tensor, filter_name: str | None) -> torch.Tensor:
@@ -123,19 +124,24 @@ def _fan(geom: Any, sino: torch.Tensor, filter_name: str | None) -> torch.Tensor
             g = torch.atan2(lateral, along)
             index = (g * dsd - geom.det_offset) / geom.det_spacing + (geom.det_count - 1) / 2.0
             weight = 1.0 / (lateral ** 2 + along ** 2)
-        w = torch.from_numpy(dbeta[start:stop]).to(sino).view(-1, 1) * weight
+        w = torch.from_numpy(dbeta[start:stop]).to(x).view(-1, 1) * weight
         return index, w.unsqueeze(0)
 
-    return _backproject_views(geom, q, weigh)
+    return _backproject_views(geom, q, weigh, "fan")
 
 
-def _backproject_views(geom: Any, q: torch.Tensor, weigh: Any) -> torch.Tensor:
+def _backproject_views(geom: Any, q: torch.Tensor, weigh: Any, tag: str) -> torch.Tensor:
     """Weighted back-projection of filtered 2-D projections ``q`` (batch, views, detectors), views in chunks.
 
     ``weigh(x, y, cos, sin, start, stop)`` gives, for views ``start:stop`` and every voxel centre
     ``(x, y)``, the detector index each voxel projects to and its weight (broadcastable to
     ``(batch, views, voxels)``); chunks keep the (views × voxels) arrays within ``_VOXEL_CHUNK``.
+    With the Joseph projector the same rule is applied as a cached sparse matrix (``tag`` names it).
     """
+    if getattr(geom, "line_integral", "sampled") == "joseph" and q.shape[0] > 0:
+        matrix = pixel_matrix(geom, weigh, tag, q.dtype, q.device)
+        if matrix is not None:
+            return sparse_apply(matrix, q.reshape(q.shape[0], -1)).reshape(-1, *geom.volume_shape)
     x, y = geom.world_coordinates(q.dtype, q.device)
     x, y = x.reshape(-1), y.reshape(-1)
     out = q.new_zeros((q.shape[0], x.numel()))

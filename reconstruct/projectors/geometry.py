@@ -34,10 +34,24 @@ from torch import nn
 from . import _core
 from ._checks import angles_array, positive, positive_int, shape_tuple, spacing_tuple
 
-__all__ = ["Projector", "ParallelBeam2D", "FanBeam2D", "ConeBeam3D", "ParallelBeam3D", "DETECTOR_SHAPES"]
+__all__ = ["Projector", "ParallelBeam2D", "FanBeam2D", "ConeBeam3D", "ParallelBeam3D", "DETECTOR_SHAPES",
+           "LINE_INTEGRALS"]
 
 #: Detector shapes of fan beam: ``flat`` (equispaced) and ``arc`` (equiangular, centred on the source).
 DETECTOR_SHAPES = ("flat", "arc")
+
+#: Discretisations of the 2-D line integral: ``joseph`` (one linear interpolation per row or column
+#: crossed, applied as a cached sparse matrix: the fast default) and ``sampled`` (matrix-free,
+#: bilinear samples every ``ray_step`` mm along the ray; reproduces ``skimage.transform.radon``).
+LINE_INTEGRALS = ("joseph", "sampled")
+
+
+def _line_integral(line_integral: str, ray_step: float | None) -> str:
+    if line_integral not in LINE_INTEGRALS:
+        raise ValueError(f"line_integral must be one of {', '.join(LINE_INTEGRALS)}; got {line_integral!r}")
+    if ray_step is not None and line_integral == "joseph":
+        raise ValueError("ray_step sets the sampled line integral's step; pass line_integral='sampled' with it")
+    return line_integral
 
 
 class Projector(nn.Module):
@@ -206,16 +220,20 @@ class ParallelBeam2D(Projector):
         det_offset: shift of the detector centre along ``e_t`` in mm.
         clip_to_circle: project only the disc of radius ``min(H, W) // 2`` voxels (torch-radon's
             ``clip_to_circle``; scikit-image's ``circle=True``); else rays cross the whole square.
-        ray_step: sampling step along the rays in mm (default: the smallest voxel size, which with
-            unit voxels reproduces ``skimage.transform.radon`` exactly).
+        ray_step: sampling step along the rays in mm for ``line_integral="sampled"`` (default: the
+            smallest voxel size, which with unit voxels reproduces ``skimage.transform.radon``).
+        volume_offset: world point (x, y mm) of the volume's centre instead of the rotation axis.
+        line_integral: ``"joseph"`` (default, sparse matrix) or ``"sampled"``, see :data:`LINE_INTEGRALS`.
     """
 
     parallel = True
 
     def __init__(self, volume_shape: Sequence[int], angles: Any, det_count: int | None = None,
                  det_spacing: float = 1.0, voxel_size: Any = 1.0, det_offset: float = 0.0,
-                 clip_to_circle: bool = False, ray_step: float | None = None, volume_offset: Any = None) -> None:
+                 clip_to_circle: bool = False, ray_step: float | None = None, volume_offset: Any = None,
+                 line_integral: str = "joseph") -> None:
         super().__init__()
+        self.line_integral = _line_integral(line_integral, ray_step)
         shape = shape_tuple(volume_shape, 2, "volume_shape")
         n_det = max(shape) if det_count is None else positive_int(det_count, "det_count")
         self.det_spacing = positive(det_spacing, "det_spacing")
@@ -272,7 +290,10 @@ class FanBeam2D(Projector):
         voxel_size: ``(sy, sx)`` mm.
         det_offset: shift of the detector centre along ``e_t`` in mm.
         detector: ``"flat"`` or ``"arc"``.
-        ray_step: sampling step along the rays in mm (default half the smallest voxel).
+        ray_step: sampling step along the rays in mm for ``line_integral="sampled"`` (default half the
+            smallest voxel).
+        volume_offset: world point (x, y mm) of the volume's centre instead of the rotation axis.
+        line_integral: ``"joseph"`` (default, sparse matrix) or ``"sampled"``, see :data:`LINE_INTEGRALS`.
 
     Raises:
         ValueError: the source or the detector sits inside the volume's bounding circle.
@@ -281,8 +302,9 @@ class FanBeam2D(Projector):
     def __init__(self, volume_shape: Sequence[int], angles: Any, det_count: int, source_distance: float,
                  source_detector_distance: float, det_spacing: float = 1.0, voxel_size: Any = 1.0,
                  det_offset: float = 0.0, detector: str = "flat", ray_step: float | None = None,
-                 volume_offset: Any = None) -> None:
+                 volume_offset: Any = None, line_integral: str = "joseph") -> None:
         super().__init__()
+        self.line_integral = _line_integral(line_integral, ray_step)
         if detector not in DETECTOR_SHAPES:
             raise ValueError(f"detector must be one of {', '.join(DETECTOR_SHAPES)}; got {detector!r}")
         shape = shape_tuple(volume_shape, 2, "volume_shape")
