@@ -248,13 +248,15 @@ def test_forward_matches_analytic_sinogram_within_1_percent(kind):
 
 
 def test_cone_forward_matches_analytic_projections():
-    m = 96
+    # The error is the voxel model's (it falls as 1 / m: 1.89 % at 64³, 1.37 % at 96³, 1.05 % at 128³;
+    # neither finer rasterisation nor a finer ray step changes it), so the 1 % bar is checked at 160³.
+    m = 160
     h = m / 2
     shapes = [(1.0, 0.8 * h, 0.6 * h, 0.7 * h, 0, 0, 0, 10.0), (0.5, 0.3 * h, 0.25 * h, 0.3 * h, 0.2 * h, 0.1 * h,
                                                                  0.1 * h, 30.0)]
     op = ConeBeam3D((m, m, m), [0.3, 1.4], (m // 2, m // 2), 3.0 * m, 6.0 * m, det_spacing=4.0)
-    err = rel(op(rasterize(shapes, op, 2).float()), analytic_projections(shapes, op).float())
-    assert err < 0.015, err  # measured 1.35 % at 96³ (1.0 % at 128³): the voxelised surface dominates
+    err = rel(op(rasterize(shapes, op, 1).float()), analytic_projections(shapes, op).float())
+    assert err < 0.01, err  # measured 0.84 %
 
 
 def test_fbp_fan_short_scan_and_fan_vs_parallel():
