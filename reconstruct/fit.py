@@ -6,7 +6,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,10 @@ from . import metrics as _metrics
 from .device import resolve_device
 from .grid import DEFAULT_CHUNK_SIZE, make_grid, render
 from .operators import HIGHER_IS_BETTER, Operator
+from .stopping import Discrepancy, DiscrepancyChoice, HeldOut, HeldOutChoice
 
-__all__ = ["fit", "FitResult", "StepInfo", "BestIterate", "HeldOut", "HeldOutChoice", "compute_metrics"]
+__all__ = ["fit", "FitResult", "StepInfo", "BestIterate", "HeldOut", "HeldOutChoice", "Discrepancy",
+           "DiscrepancyChoice", "compute_metrics"]
 
 
 @dataclass
@@ -49,41 +51,6 @@ class BestIterate:
 
 
 @dataclass
-class HeldOut:
-    """Ground-truth-free early stopping on held-out measurements.
-
-    The measurement elements where ``mask`` is True are left out of the loss; after every step their
-    error (mean squared error of the data as measured, :meth:`~reconstruct.operators.Operator.raw`) is
-    measured on the field that step computed, and the fit stops
-    once it has not improved for ``patience`` steps. The returned model and output are the iterate with
-    the lowest held-out error: what a user without a ground truth can choose.
-
-    The mask must be constant along every axis the operator's loss couples: hold out whole projections
-    for CT (the ramp-filtered data term filters along the detector axis), pixels for denoising.
-
-    Args:
-        mask: boolean, broadcastable to the measurement's shape; True = held out.
-        patience: steps without a better held-out error before the fit stops (None: never early).
-        min_relative_improvement: an error counts as better only when it is this fraction below the best.
-    """
-
-    mask: np.ndarray | torch.Tensor
-    patience: int | None = 50
-    min_relative_improvement: float = 0.0
-
-
-@dataclass
-class HeldOutChoice:
-    """What the held-out error chose: ``step`` (updates applied), its ``error``, the whole ``curve``."""
-
-    step: int
-    error: float
-    curve: list[tuple[int, float]]
-    fraction: float
-    stopped_early: bool
-
-
-@dataclass
 class FitResult:
     """Outcome of :func:`fit`: the model, its rendering, the per-step history, final and best metrics."""
 
@@ -99,6 +66,8 @@ class FitResult:
     extras: dict[str, Any] = field(default_factory=dict)
     #: The ground-truth-free choice when the fit held measurements out (see :class:`HeldOut`).
     held_out: HeldOutChoice | None = None
+    #: Where the discrepancy principle stopped the fit (see :class:`Discrepancy`).
+    discrepancy: DiscrepancyChoice | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -135,16 +104,19 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} contains NaN or Inf values; replace them (e.g. numpy.nan_to_num) before fitting")
 
 
+def _beats(metrics: dict[str, float], incumbent: dict[str, float], primary: str) -> bool:
+    """Whether ``metrics`` are strictly better than ``incumbent`` on the ``primary`` metric."""
+    value, other = metrics[primary], incumbent[primary]
+    return value > other if HIGHER_IS_BETTER.get(primary, True) else value < other
+
+
 def _update_best(best: BestIterate | None, metrics: dict[str, float], primary: str | None, keep_best: bool,
                  model: nn.Module, updates_applied: int) -> BestIterate | None:
     """Return a new snapshot when ``metrics`` beat ``best`` on the primary metric, else ``best``."""
     if not keep_best or primary not in metrics:
         return best
-    if best is not None:
-        higher = HIGHER_IS_BETTER.get(primary, True)
-        value, incumbent = metrics[primary], best.metrics[primary]
-        if (value <= incumbent) if higher else (value >= incumbent):
-            return best
+    if best is not None and not _beats(metrics, best.metrics, primary):
+        return best
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return BestIterate(updates_applied, dict(metrics), state)
 
@@ -170,6 +142,7 @@ def fit(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     keep_best: bool = True,
     held_out: HeldOut | None = None,
+    discrepancy: Discrepancy | None = None,
 ) -> FitResult:
     """Fit ``model`` so that ``operator(model on the grid) ≈ measurement``.
 
@@ -207,8 +180,14 @@ def fit(
         keep_best: track the best iterate by the operator's first metric (needs ``reference``); this
             "best" is an oracle (chosen with the ground truth) and reported apart from the final iterate.
         held_out: leave part of the measurement out of the loss and stop, without a ground truth, at
-            the lowest error on it (:class:`HeldOut`); full-batch fits with the operator's own loss only.
-            The result's model and output are then that iterate, ``result.held_out`` says which.
+            the lowest error on it (:class:`HeldOut`); with the operator's own loss only (random batches:
+            pointwise operators, the error measured every few steps). The result's model and output are
+            that iterate, or with ``held_out.refit`` a refit on all the data for as many steps;
+            ``result.held_out`` says which. The oracle ``best`` is the best iterate of both runs (refit
+            steps counted after the held-out run's, as in ``history``).
+        discrepancy: stop at the first step whose data residual RMS is at most ``tau · sigma``
+            (:class:`Discrepancy`; random batches: checked every ``eval_every`` steps);
+            ``result.discrepancy`` says where. Not together with ``held_out``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -231,6 +210,8 @@ def fit(
             raise ValueError(f"{type(operator).__name__} couples grid points; use batch_size=None (full batch)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if held_out is not None and discrepancy is not None:
+        raise ValueError("choose one stop rule: held_out or discrepancy, not both")
     dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_flush_denormal(True)
@@ -239,9 +220,16 @@ def fit(
     y = torch.as_tensor(np.asarray(measurement) if not isinstance(measurement, torch.Tensor) else measurement)
     y = y.to(dev, torch.float32)
     _check_finite("measurement", y)
-    train_weight = val_weight = None
+    train_weight = val_weight = train_index = val_index = None
     if held_out is not None:
-        train_weight, val_weight = _held_out_weights(held_out, operator, y, batch_size)
+        if batch_size is None:
+            train_weight, val_weight = _held_out_weights(held_out, operator, y)
+        else:
+            train_index, val_index = _held_out_indices(held_out, operator, y)
+    disc_weight = None if discrepancy is None else _discrepancy_weight(discrepancy, y)
+    init_state = None
+    if held_out is not None and held_out.refit:
+        init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ref = None
     if reference is not None:
         ref = np.asarray(reference.detach().cpu() if isinstance(reference, torch.Tensor) else reference)
@@ -250,7 +238,10 @@ def fit(
             raise ValueError("reference contains NaN or Inf values")
         ref_device = torch.from_numpy(ref).to(dev)
     # Full evaluations (render + SSIM) cost more than a small step: at most ~20 per fit, >= 10 steps apart.
+    given_eval_every = eval_every
     eval_every = eval_every or max(10, steps // 20)
+    # Random-batch fits measure the held-out error every few steps (after the update), often enough for patience.
+    check_every = max(1, min(eval_every, (held_out.patience or eval_every) // 4)) if held_out is not None else 1
 
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -266,27 +257,48 @@ def fit(
                         transform=operator.output_transform)
         return _to_layout(field_, operator.channels)
 
+    def residual_now() -> float:
+        field_ = render(model, operator.signal_shape, spacing=operator.spacing, chunk_size=chunk_size, out_device=dev)
+        return _residual_rms(operator, field_, y, disc_weight)
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
     history: list[dict[str, float]] = []
     curve: list[tuple[int, float]] = []
+    disc_curve: list[tuple[int, float]] = []
+    disc_reached = False
     val_best: tuple[int, float, dict[str, torch.Tensor]] | None = None
     best: BestIterate | None = None
     stopped_by = "steps"
     start = time.perf_counter()
     step = 0
     model.train()
+
+    def held_out_point(updates: int, error: float) -> None:
+        nonlocal val_best
+        curve.append((updates, error))
+        if val_best is None or error < val_best[1] * (1.0 - held_out.min_relative_improvement):
+            val_best = (updates, error, snapshot())
+
     for step in range(1, steps + 1):
         idx = None
         if batch_size is not None:
-            idx = torch.randint(operator.num_points, (batch_size,), generator=gen).to(dev)
+            draw = torch.randint(operator.num_points if train_index is None else len(train_index), (batch_size,),
+                                 generator=gen).to(dev)
+            idx = draw if train_index is None else train_index[draw]
         optimizer.zero_grad(set_to_none=True)
         if train_weight is not None:
             loss, f, val_error = _held_out_losses(model, operator, y, coords, train_weight, val_weight)
-            curve.append((step - 1, val_error))  # the field of this step: the parameters before its update
-            if val_best is None or val_error < val_best[1] * (1.0 - held_out.min_relative_improvement):
-                val_best = (step - 1, val_error,
-                            {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+            held_out_point(step - 1, val_error)  # the field of this step: the parameters before its update
         else:
             loss, f = operator.training_loss(model, y, coords, idx)
+        if discrepancy is not None and f is not None:
+            disc_curve.append((step - 1, _residual_rms(operator, f.detach(), y, disc_weight)))
+            if disc_curve[-1][1] <= discrepancy.tau * discrepancy.sigma:
+                disc_reached, stopped_by = True, "discrepancy"
+                step -= 1  # this step's field already fits as closely as the noise allows: no update
+                break
         if regularizer is not None and f is not None:
             loss = loss + regularizer(f)
         if not torch.isfinite(loss):
@@ -298,6 +310,8 @@ def fit(
         record: dict[str, float] = {"step": step, "loss": float(loss.detach())}
         if train_weight is not None:
             record["held_out_error"] = curve[-1][1]
+        if disc_curve and disc_curve[-1][0] == step - 1:
+            record["residual_rms"] = disc_curve[-1][1]
         metrics: dict[str, float] = {}
         is_eval = step % eval_every == 0 or step == steps
         output_now: np.ndarray | None = None
@@ -312,6 +326,13 @@ def fit(
             best = _update_best(best, metrics, primary, keep_best, model, updates_applied=step - 1)
         optimizer.step()
         scheduler.step()
+        if val_index is not None and (step % check_every == 0 or step == steps):
+            held_out_point(step, _points_error(model, operator, y, val_index, chunk_size))
+            record["held_out_error"] = curve[-1][1]
+        if discrepancy is not None and f is None and is_eval:
+            disc_curve.append((step, residual_now()))
+            record["residual_rms"] = disc_curve[-1][1]
+            disc_reached = disc_curve[-1][1] <= discrepancy.tau * discrepancy.sigma
         if ref is not None and names and is_eval:
             output_now = render_output()
             metrics = compute_metrics(names, output_now, ref, data_range)
@@ -328,45 +349,75 @@ def fit(
             if on_step(info) is False:
                 stopped_by = "cancelled"
                 break
+        if disc_reached:
+            stopped_by = "discrepancy"
+            break
         if time_budget_s is not None and elapsed >= time_budget_s:
             stopped_by = "time_budget"
             break
-        if held_out is not None and held_out.patience is not None and step - 1 - val_best[0] >= held_out.patience:
+        if held_out is not None and held_out.patience is not None and val_best is not None \
+                and curve[-1][0] - val_best[0] >= held_out.patience:
             stopped_by = "held_out"
             break
 
     seconds = time.perf_counter() - start
-    choice = None
+    choice = disc_choice = None
     if val_best is not None:
         model.load_state_dict(val_best[2])  # the iterate the held-out error chose, not the last one
-        choice = HeldOutChoice(val_best[0], val_best[1], curve, float(val_weight.mean()), stopped_by == "held_out")
+        fraction = float(val_weight.mean()) if val_weight is not None else len(val_index) / operator.num_points
+        choice = HeldOutChoice(val_best[0], val_best[1], curve, fraction, stopped_by == "held_out")
+    if discrepancy is not None:
+        if not disc_reached:  # the residual of the model returned: the last one
+            disc_curve.append((step, residual_now()))
+        disc_choice = DiscrepancyChoice(disc_curve[-1][0], disc_curve[-1][1], float(discrepancy.sigma),
+                                        float(discrepancy.tau), disc_reached, disc_curve)
+    if ref is not None and names and best is not None:
+        current_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(best.state_dict)
+        best.output = render_output()
+        best.metrics = compute_metrics(names, best.output, ref, data_range)
+        model.load_state_dict(current_state)
+    if choice is not None and init_state is not None and choice.step > 0 and stopped_by in ("held_out", "steps") \
+            and (time_budget_s is None or seconds < time_budget_s):
+        # Finish on all the data: the same initial state and learning-rate schedule, for the chosen steps.
+        model.load_state_dict(init_state)
+        offset, k = step, choice.step
+
+        def relay(info: StepInfo) -> bool | None:
+            return on_step(replace(info, step=offset + info.step, steps=offset + k))
+
+        again = fit(model, operator, y, steps=k, lr=lr, lr_decay=lr_decay ** (k / steps), batch_size=batch_size,
+                    seed=seed, device=dev, on_step=None if on_step is None else relay,
+                    time_budget_s=None if time_budget_s is None else time_budget_s - seconds, reference=reference,
+                    data_range=data_range, eval_every=given_eval_every, preview_every=preview_every,
+                    regularizer=regularizer, chunk_size=chunk_size, keep_best=keep_best)
+        if again.best is not None and (best is None or _beats(again.best.metrics, best.metrics, primary)):
+            best = replace(again.best, step=offset + again.best.step)  # the oracle over both runs
+        history += [{**record, "step": offset + record["step"], "seconds": seconds + record["seconds"]}
+                    for record in again.history]
+        seconds += again.seconds
+        if again.stopped_by == "steps":
+            choice.refit_steps = again.steps
+            return FitResult(model=model, output=again.output, history=history, metrics=again.metrics, best=best,
+                             seconds=seconds, steps=offset + again.steps, stopped_by=stopped_by, device=str(dev),
+                             held_out=choice)
+        # a refit cut short (cancel, time budget) is worse than the chosen iterate: return that one
+        stopped_by, step = again.stopped_by, offset + again.steps
+        model.load_state_dict(val_best[2])
     output = render_output()
     final: dict[str, float] = {}
     if ref is not None and names:
         final = compute_metrics(names, output, ref, data_range)
-        if best is not None:
-            current_state = copy.deepcopy(model.state_dict())
-            model.load_state_dict(best.state_dict)
-            best.output = render_output()
-            best.metrics = compute_metrics(names, best.output, ref, data_range)
-            model.load_state_dict(current_state)
     model.eval()
     return FitResult(model=model, output=output, history=history, metrics=final, best=best, seconds=seconds,
-                     steps=step, stopped_by=stopped_by, device=str(dev), held_out=choice)
+                     steps=step, stopped_by=stopped_by, device=str(dev), held_out=choice, discrepancy=disc_choice)
 
 
-def _held_out_weights(held_out: HeldOut, operator: Operator, y: torch.Tensor,
-                      batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _held_out_weights(held_out: HeldOut, operator: Operator, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """0/1 weights of the trained and the held-out measurement elements, shaped like ``y``."""
-    if batch_size is not None or type(operator).training_loss is not Operator.training_loss:
-        raise ValueError(f"held-out stopping needs a full-batch fit with {type(operator).__name__}'s own loss")
-    mask = torch.as_tensor(np.asarray(held_out.mask) if not isinstance(held_out.mask, torch.Tensor)
-                           else held_out.mask)
-    try:
-        mask = torch.broadcast_to(mask.to(device=y.device, dtype=torch.bool), y.shape)
-    except RuntimeError:
-        raise ValueError(f"held-out mask of shape {tuple(mask.shape)} does not fit the measurement "
-                         f"{tuple(y.shape)}") from None
+    if type(operator).training_loss is not Operator.training_loss:
+        raise ValueError(f"held-out stopping needs {type(operator).__name__}'s own loss")
+    mask = _broadcast_mask(held_out.mask, y, "held-out")
     held = int(mask.sum())
     if held == 0 or held == mask.numel():
         raise ValueError(f"the held-out mask must leave some measurements in and some out; it holds out {held} "
@@ -374,6 +425,64 @@ def _held_out_weights(held_out: HeldOut, operator: Operator, y: torch.Tensor,
     if held_out.patience is not None and held_out.patience < 1:
         raise ValueError(f"held-out patience must be a positive number of steps or None; got {held_out.patience}")
     return (~mask).float(), mask.float()
+
+
+def _held_out_indices(held_out: HeldOut, operator: Operator, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat grid indices of the kept and the held-out points of a random-batch fit (pointwise operators)."""
+    if type(operator).training_loss is not Operator.training_loss:
+        raise ValueError(f"held-out stopping needs {type(operator).__name__}'s own loss")
+    mask = _broadcast_mask(held_out.mask, y, "held-out")
+    per_point = mask.reshape(-1, mask.shape[-1])
+    if bool((per_point.any(-1) != per_point.all(-1)).any()):
+        raise ValueError("a random-batch fit holds out whole points: the held-out mask must not vary across channels")
+    held = per_point[:, 0]
+    if int(held.sum()) in (0, held.numel()):
+        raise ValueError(f"the held-out mask must leave some measurements in and some out; it holds out "
+                         f"{int(held.sum())} of {held.numel()} points")
+    if held_out.patience is not None and held_out.patience < 1:
+        raise ValueError(f"held-out patience must be a positive number of steps or None; got {held_out.patience}")
+    return torch.nonzero(~held).reshape(-1), torch.nonzero(held).reshape(-1)
+
+
+def _broadcast_mask(mask: np.ndarray | torch.Tensor, y: torch.Tensor, what: str) -> torch.Tensor:
+    mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    try:
+        return torch.broadcast_to(mask.to(device=y.device, dtype=torch.bool), y.shape)
+    except RuntimeError:
+        raise ValueError(f"{what} mask of shape {tuple(mask.shape)} does not fit the measurement "
+                         f"{tuple(y.shape)}") from None
+
+
+def _discrepancy_weight(discrepancy: Discrepancy, y: torch.Tensor) -> torch.Tensor | None:
+    sigma, tau = discrepancy.sigma, discrepancy.tau
+    for name, value in (("sigma", sigma), ("tau", tau)):
+        if not (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+                and math.isfinite(value) and value > 0):
+            raise ValueError(f"the discrepancy {name} must be a finite number > 0; got {value!r}")
+    if discrepancy.mask is None:
+        return None
+    weight = _broadcast_mask(discrepancy.mask, y, "discrepancy").float()
+    if not bool(weight.any()):
+        raise ValueError("the discrepancy mask selects no measurement")
+    return weight
+
+
+def _residual_rms(operator: Operator, f: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> float:
+    """RMS of ``Operator.raw(f) - y`` over the measurement (the elements where ``weight`` is 1)."""
+    with torch.no_grad():
+        squared = (operator.raw(f) - y) ** 2
+        mean = squared.mean() if weight is None else (squared * weight).sum() / weight.sum()
+    return float(mean.sqrt())
+
+
+def _points_error(model: nn.Module, operator: Operator, y: torch.Tensor, index: torch.Tensor, chunk_size: int) -> float:
+    """Mean squared error of ``Operator.raw`` at the grid points ``index`` (pointwise operators)."""
+    target = y.reshape(-1, y.shape[-1])
+    total = 0.0
+    with torch.no_grad():
+        for chunk in torch.split(index, chunk_size):
+            total += float(((operator.raw(model(operator.coordinates(chunk))) - target[chunk]) ** 2).sum())
+    return total / (len(index) * y.shape[-1])
 
 
 def _held_out_losses(model: nn.Module, operator: Operator, y: torch.Tensor, coords: torch.Tensor,

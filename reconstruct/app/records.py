@@ -3,7 +3,8 @@
 A record says what ran (task, the exact parameters the task reports in ``result.extras["parameters"]``),
 what it gave (final metrics, the best iterate by the reference — oracle early stopping, kept apart and
 marked so — and the classical baselines the task computed: FBP, bicubic), how (steps run, why it
-stopped, device, seconds, normalisation) and with which versions. Everything is JSON-safe.
+stopped, the ground-truth-free stop rule's choice, device, seconds, normalisation) and with which
+versions. Everything is JSON-safe.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..stopping import stop_summary
 from .files import json_safe, versions
 
 __all__ = ["run_record", "BASELINE_KEYS"]
@@ -20,7 +22,7 @@ __all__ = ["run_record", "BASELINE_KEYS"]
 #: ``result.extras`` keys holding a classical baseline's metrics, by the baseline's name.
 BASELINE_KEYS: dict[str, str] = {"fbp": "fbp_metrics", "bicubic": "bicubic_metrics"}
 
-_NOT_RECORDED = ("parameters", "normalisation", *BASELINE_KEYS.values())
+_NOT_RECORDED = ("parameters", "normalisation", "stop", *BASELINE_KEYS.values())
 
 
 def _floats(values: Mapping[str, Any] | None) -> dict[str, float]:
@@ -50,7 +52,11 @@ def run_record(
 
     Returns:
         ``{"task", "inputs", "output", "parameters", "normalisation", "metrics", "best" (oracle),
-        "baselines", "steps_run", "stopped_by", "device", "seconds", [extras], [history], [versions]}``.
+        "baselines", "steps_run", "stopped_by", "stop", "device", "seconds", [extras], [history], [versions]}``.
+        ``stop`` is the ground-truth-free choice (``result.extras["stop"]``, see
+        :meth:`reconstruct.tasks.common.StopPlan.report`: ``rule`` held_out / discrepancy / none, the chosen
+        ``step``, the held-out ``curve`` or the ``residual_rms`` at the stop and ``sigma`` with its
+        ``sigma_source``), None for a task without a stop rule.
     """
     best = None
     if result.best is not None:
@@ -58,6 +64,9 @@ def run_record(
                 "oracle": True}  # chosen with the reference: not something a user without ground truth gets
     extras = result.extras or {}
     baselines = {name: _floats(extras[key]) for name, key in BASELINE_KEYS.items() if extras.get(key)}
+    stop = extras.get("stop")
+    if stop is None and (getattr(result, "held_out", None) or getattr(result, "discrepancy", None)):
+        stop = stop_summary(result)  # a fit() called directly, not through a task
     scalars = {k: v for k, v in extras.items()
                if k not in _NOT_RECORDED and not isinstance(v, np.ndarray) and np.ndim(v) == 0}
     record: dict[str, Any] = {
@@ -71,6 +80,7 @@ def run_record(
         "baselines": baselines,
         "steps_run": int(result.steps),
         "stopped_by": str(result.stopped_by),
+        "stop": stop,
         "device": str(result.device),
         "seconds": float(result.seconds),
         "extras": scalars,

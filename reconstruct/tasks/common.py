@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..grid import check_spacing
+from ..stopping import Discrepancy, HeldOut, stop_summary
 
 __all__ = ["Normalisation", "as_array", "image_layout", "normalisation", "check_bit_depth", "check_divides",
-           "reference_on_grid", "check_spacing", "check_sinogram_layout", "check_shifts"]
+           "reference_on_grid", "check_spacing", "check_sinogram_layout", "check_shifts", "StopPlan", "stop_plan"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,3 +252,71 @@ def check_shifts(shifts: np.ndarray, hr_shape: Sequence[int], name: str = "shift
             f"{name} of frame {k} is ({shifts[k, 0]:g}, {shifts[k, 1]:g}) high-resolution pixels, outside the "
             f"{int(limits[0])} x {int(limits[1])} image (|dy| < {int(limits[0])}, |dx| < {int(limits[1])}): that "
             "frame would see nothing of it; give shifts in high-resolution pixels")
+
+
+# -------------------------------------------------------------------------------------------------- stop rules
+
+
+@dataclasses.dataclass(frozen=True)
+class StopPlan:
+    """The stop rule of a run, resolved from the task's stop parameters (see :func:`stop_plan`).
+
+    ``rule`` is ``"held_out"``, ``"discrepancy"`` or ``"none"``; ``scale`` is the data's units per fit unit
+    (the normalisation), ``sigma`` the noise level in the data's units and ``sigma_source`` ``"given"`` or
+    ``"estimated"`` (discrepancy only).
+    """
+
+    rule: str
+    held_out: HeldOut | None = None
+    discrepancy: Discrepancy | None = None
+    scale: float = 1.0
+    sigma: float | None = None
+    sigma_source: str | None = None
+
+    def report(self, result: Any) -> dict[str, Any]:
+        """What the rule chose (:func:`reconstruct.stopping.stop_summary`), errors in the data's units."""
+        out = stop_summary(result)
+        if out["rule"] == "held_out":  # a mean squared error
+            out["error"] *= self.scale ** 2
+            out["curve"] = [[s, e * self.scale ** 2] for s, e in out["curve"]]
+        elif out["rule"] == "discrepancy":  # root-mean-square values
+            for key in ("residual_rms", "sigma", "threshold"):
+                out[key] *= self.scale
+            out["curve"] = [[s, r * self.scale] for s, r in out["curve"]]
+            out["sigma_source"] = self.sigma_source
+        else:
+            out["asked"] = self.rule
+        return out
+
+
+def stop_plan(params: Mapping[str, Any], *, scale: float, mask: Callable[[float], np.ndarray],
+              estimate: Callable[[], float], valid: np.ndarray | None = None) -> StopPlan:
+    """The stop rule the parameters ask for (``stop``, ``held_out``, ``patience``, ``refit``, ``noise_sigma``, ``tau``).
+
+    Args:
+        params: the task's checked parameters (:func:`reconstruct.tasks.spec.stop_params`).
+        scale: the data's units per fit unit (``noise_sigma`` is divided by it).
+        mask: ``fraction -> held-out mask`` broadcastable to the measurement the fit sees.
+        estimate: the noise standard deviation of that measurement, in fit units (when ``noise_sigma`` is None).
+        valid: measurement elements that exist (multi-frame pixels a warp sees); None: all.
+    """
+    rule, fraction = params["stop"], params["held_out"]
+    if rule == "auto":
+        rule = "held_out" if fraction > 0 else "none"
+    if rule == "held_out":
+        if fraction == 0:
+            raise ValueError("stop='held_out' needs a held_out fraction > 0 (e.g. 0.1); got held_out=0")
+        held = np.asarray(mask(fraction), bool)
+        if valid is not None:
+            held = held & valid
+        return StopPlan("held_out", held_out=HeldOut(held, patience=params["patience"], refit=params["refit"]),
+                        scale=scale)
+    if rule == "discrepancy":
+        given = params["noise_sigma"]
+        sigma_fit = float(estimate()) if given is None else given / scale
+        if not sigma_fit > 0:
+            raise ValueError("the noise level estimated from the data is 0 (noise-free data?); give noise_sigma "
+                             "or use stop='held_out'")
+        return StopPlan("discrepancy", discrepancy=Discrepancy(sigma_fit, params["tau"], valid), scale=scale,
+                        sigma=sigma_fit * scale, sigma_source="estimated" if given is None else "given")
+    return StopPlan("none", scale=scale)

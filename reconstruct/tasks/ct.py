@@ -12,14 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fit import FitResult, HeldOut, compute_metrics
+from ..fit import FitResult, compute_metrics
 from ..operators import RadonOperator
 from ..projectors import DETECTOR_SHAPES, FanBeam2D, ParallelBeam2D
 from ..projectors.solvers import SOLVERS, make_solver
 from ..radon import FILTER_NAMES, LAYOUTS, Radon, validate_sinogram
-from .common import as_array, check_sinogram_layout, normalisation
+from ..stopping import estimate_noise_sigma
+from .common import as_array, check_sinogram_layout, normalisation, stop_plan
 from .runner import build_network, run_fit, run_parameters, task_function
-from .spec import DataInput, FitSettings, Param, TaskSpec
+from .spec import DataInput, FitSettings, Param, TaskSpec, stop_params
 
 __all__ = ["CT_RECONSTRUCT", "ct_reconstruct", "total_variation", "METHODS", "GEOMETRIES", "check_angle_unit"]
 
@@ -63,10 +64,9 @@ CT_RECONSTRUCT = TaskSpec(
               choices=DETECTOR_SHAPES),
         Param("iterations", int, None, "iterations of sirt/sart/cgls/tv (None: the solver's default)", low=1,
               optional=True, gui_high=10000),
-        Param("held_out", float, 0.0, "inr: fraction of the projections (spread over the arc) left out of the fit "
-              "to stop at their lowest error, without a ground truth (0 = off: run all steps)", low=0.0, high=0.5),
-        Param("patience", int, 40, "inr with held_out: steps without a lower held-out error before stopping", low=1,
-              gui_high=100_000),
+        # stop="auto" with held_out=0: all steps, as before the stop rules; held_out > 0 alone turns the stop on.
+        *stop_params(stop="auto", held_out=0.0, what="projections (inr; spread over the arc)", patience=40,
+                     sigma_none="estimated from the sinogram's finest wavelet scale"),
     ),
     metrics=("psnr", "ssim"),
     default_steps=300,  # (50-100 steps with the default ramp + TV recipe)
@@ -315,15 +315,10 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
             return weight * total_variation(field)
 
     network, net_kwargs = build_network(CT_RECONSTRUCT, fit, 2, 1, (size, size))
-    stop = None if params["held_out"] == 0 else HeldOut(held_out_projections(n_angles, params["held_out"]),
-                                                        patience=params["patience"])
+    stop = stop_plan(params, scale=sino_scale, mask=lambda fraction: held_out_projections(n_angles, fraction),
+                     estimate=lambda: estimate_noise_sigma(measurement))
     result = run_fit(fit, network, operator, measurement, on_step=on_step, to_output=to_output, reference=fit_ref,
-                     data_range=data_range, regularizer=regularizer, held_out=stop)
-    if result.held_out is not None:
-        result.extras["held_out"] = {"step": result.held_out.step, "error": result.held_out.error,
-                                     "fraction": result.held_out.fraction,
-                                     "stopped_early": result.held_out.stopped_early,
-                                     "curve": [list(point) for point in result.held_out.curve]}
+                     data_range=data_range, regularizer=regularizer, stop=stop)
     result.extras["fbp"] = fbp
     if ref is not None:
         names = operator.metric_names

@@ -17,8 +17,10 @@ from monai_nets import DEFAULT_NUM_FREQUENCIES
 
 from ..fit import FitResult, compute_metrics
 from ..operators import Downsample, Identity, WarpDownsample
+from ..stopping import estimate_noise_sigma, random_mask
 from .common import (
     Normalisation,
+    StopPlan,
     as_array,
     check_divides,
     check_shifts,
@@ -26,9 +28,10 @@ from .common import (
     image_layout,
     normalisation,
     reference_on_grid,
+    stop_plan,
 )
 from .runner import build_network, run_fit, run_parameters, task_function
-from .spec import DataInput, FitSettings, Param, TaskSpec
+from .spec import DataInput, FitSettings, Param, TaskSpec, stop_params
 
 __all__ = ["FIT_IMAGE", "DENOISE", "SUPER_RESOLVE", "SUPER_RESOLVE_MULTI", "fit_image", "denoise", "super_resolve",
            "super_resolve_multi", "simulate_misr_frames", "downsample", "smooth_prior_defaults"]
@@ -67,6 +70,15 @@ _BIT_DEPTH = Param("bit_depth", int, None, "bits per value of integer data, e.g.
                    "the fit normalises by and the metrics score on", low=1, high=64, optional=True,
                    doors=frozenset({"cli", "batch", "monai", "bench"}))
 
+_SIGMA_NONE = "estimated from the data's finest wavelet scale"
+# Denoising stops on held-out pixels by default: run to the end, an INR returns its noisy input. Super-resolution
+# of clean data still improves at its default steps (96² camera, 2×: 27.80 dB at step 300, held-out + refit the
+# same at twice the steps), so there the stop is asked for (noisy low-res input, 5 %: 23.69 -> 24.82 dB, oracle
+# 24.85, bicubic 24.34; astronaut 24.01 -> 24.70, bicubic 24.75).
+_PIXEL_STOP = stop_params(stop="held_out", held_out=0.1, what="pixels", patience=30, sigma_none=_SIGMA_NONE)
+_LOWRES_STOP = stop_params(stop="none", held_out=0.1, what="low-resolution pixels", patience=30,
+                           sigma_none=_SIGMA_NONE)
+
 FIT_IMAGE = TaskSpec(
     name="fit_image", command="fit-image", title="Fit image",
     summary="fit a network to an image (representation)",
@@ -78,15 +90,15 @@ DENOISE = TaskSpec(
     name="denoise", command="denoise", title="Denoise",
     summary="denoise an image by an early-stopped fit",
     inputs=(DataInput("noisy", "(H, W), (H, W, C) or (D, H, W) noisy image, any range"),),
-    params=(_SPACING, _BATCH, _BIT_DEPTH), metrics=("psnr", "ssim"),
-    default_steps=100,  # an early stop: 64² photon noise is best near steps 60-100, fitted after
+    params=(_SPACING, _BATCH, _BIT_DEPTH, *_PIXEL_STOP), metrics=("psnr", "ssim"),
+    default_steps=300,  # a cap: the held-out stop ends it (96², 10 % noise: chosen near step 35-70)
     model_defaults=smooth_prior_defaults(8),
 )
 SUPER_RESOLVE = TaskSpec(
     name="super_resolve", command="sr", title="Super-resolve",
     summary="single-image super-resolution",
     inputs=(DataInput("lowres", "(h, w), (h, w, C) or (d, h, w) low-resolution image"),),
-    params=(_SCALE, _BIT_DEPTH), metrics=("psnr", "ssim"),
+    params=(_SCALE, _BIT_DEPTH, *_LOWRES_STOP), metrics=("psnr", "ssim"),
     default_steps=300,  # (75 steps at 4× from 16²)
     output_grid="upsampled", model_defaults=smooth_prior_defaults(4),
 )
@@ -97,7 +109,7 @@ SUPER_RESOLVE_MULTI = TaskSpec(
             DataInput("shifts", "(K, 2) per-frame (dy, dx) in high-resolution pixels", keyword=True, per_item=True),
             DataInput("rotations", "(K,) per-frame rotations in radians about the centre", keyword=True,
                       per_item=True)),
-    params=(_SCALE, _BIT_DEPTH), metrics=("psnr", "ssim"),
+    params=(_SCALE, _BIT_DEPTH, *_LOWRES_STOP), metrics=("psnr", "ssim"),
     default_steps=500,  # still improving at 300 steps (32² from four 16² frames)
     output_grid="upsampled",
 )
@@ -105,7 +117,8 @@ SUPER_RESOLVE_MULTI = TaskSpec(
 
 def _run_normalised(spec: TaskSpec, fit: FitSettings, on_step: Any, operator: Any, measurement: np.ndarray,
                     norm: Normalisation, out_shape: tuple[int, ...], reference: Any, shape_for_defaults: Sequence[int],
-                    batch_size: int | None = None) -> tuple[FitResult, np.ndarray | None, float, dict[str, Any]]:
+                    batch_size: int | None = None,
+                    stop: StopPlan | None = None) -> tuple[FitResult, np.ndarray | None, float, dict[str, Any]]:
     """Fit an image-like task on values scaled by ``norm``; the output in the caller's ``out_shape``.
 
     Returns ``(result, reference in fit units or None, its data range there, network arguments)``.
@@ -120,7 +133,7 @@ def _run_normalised(spec: TaskSpec, fit: FitSettings, on_step: Any, operator: An
     fit_ref = None if ref is None else ref.reshape(*grid, channels) if channels > 1 else ref.reshape(grid)
     network, net_kwargs = build_network(spec, fit, len(grid), channels, shape_for_defaults)
     result = run_fit(fit, network, operator, measurement, on_step=on_step, to_output=to_output,
-                     reference=fit_ref, data_range=data_range, batch_size=batch_size)
+                     reference=fit_ref, data_range=data_range, batch_size=batch_size, stop=stop)
     result.extras["normalisation"] = {**norm.to_dict(), "metric_data_range": data_range_orig}
     return result, ref, data_range, net_kwargs
 
@@ -140,6 +153,27 @@ def _add_bicubic(result: FitResult, lowres: np.ndarray, norm: Normalisation, out
         result.extras["bicubic_metrics"] = compute_metrics(operator.metric_names, bicubic01, ref, data_range)
 
 
+def _image_sigma(measurement: np.ndarray) -> float:
+    """The noise level of a channel-last measurement ``(*spatial, C)`` or frames ``(K, *spatial, C)`` (mean)."""
+    channel_axis = -1 if measurement.shape[-1] > 1 else None
+    return estimate_noise_sigma(measurement if channel_axis is not None else measurement[..., 0], channel_axis)
+
+
+def _pixel_stop(params: dict[str, Any], measurement: np.ndarray, norm: Normalisation, seed: int,
+                valid: np.ndarray | None = None, frames: bool = False) -> StopPlan | None:
+    """The stop rule of an image-like task: pixels (all channels of one) held out at random, seeded by ``seed``."""
+    if "stop" not in params:  # image fitting represents the image: every step counts
+        return None
+
+    def estimate() -> float:
+        if frames:
+            return float(np.mean([_image_sigma(frame) for frame in measurement]))
+        return _image_sigma(measurement)
+
+    return stop_plan(params, scale=norm.scale, mask=lambda fraction: random_mask(
+        (*measurement.shape[:-1], 1), fraction, seed=seed), estimate=estimate, valid=valid)
+
+
 def _fit_identity(spec: TaskSpec, image: Any, name: str, params: dict[str, Any], fit: FitSettings, on_step: Any,
                   reference: Any) -> FitResult:
     arr = as_array(image, name)
@@ -151,8 +185,9 @@ def _fit_identity(spec: TaskSpec, image: Any, name: str, params: dict[str, Any],
         batch_size = _AUTO_BATCH
     measurement = norm.forward(arr).reshape(*spatial, channels)
     operator = Identity(spatial, channels, spacing)
+    stop = _pixel_stop(params, measurement, norm, fit.seed)
     result, _, _, net_kwargs = _run_normalised(spec, fit, on_step, operator, measurement, norm, tuple(arr.shape),
-                                               reference, spatial, batch_size=batch_size)
+                                               reference, spatial, batch_size=batch_size, stop=stop)
     result.extras["parameters"] = run_parameters(spec, fit, net_kwargs, {**params, "batch_size": batch_size,
                                                                          "spacing": spacing},
                                                  channel_axis=has_channel_axis)
@@ -186,14 +221,23 @@ def fit_image(image: Any, *, params: dict[str, Any], fit: FitSettings, on_step: 
 
 @task_function(DENOISE)
 def denoise(noisy: Any, *, params: dict[str, Any], fit: FitSettings, on_step: Any, reference: Any) -> FitResult:
-    """Denoise by fitting a coordinate network to a noisy image for a limited number of steps.
+    """Denoise by fitting a coordinate network to a noisy image and stopping before it fits the noise.
 
-    An INR fits the signal before the noise, so the step budget is the regulariser: the default (100
-    steps) is shorter than for fitting.  With a clean ``reference`` ``result.best`` is the oracle-stopped
-    iterate (the WIRE protocol); ``result.output`` is always the final one.
+    An INR fits the signal before the noise, so the stop is the regulariser; without one a fit returns
+    its noisy input. The default ``stop="held_out"`` leaves ``held_out`` (10 %) of the pixels, drawn at
+    random from ``seed``, out of the loss, takes the step with the lowest error on them (the network
+    interpolates them, so that error follows the error against the clean image) and, with ``refit``,
+    fits all the pixels again from the same start for that many steps (``steps`` is then a cap).
+    ``stop="discrepancy"`` stops at the first step whose residual RMS is at most ``tau · noise_sigma``
+    (``noise_sigma`` in the image's units, or estimated); ``stop="none"`` runs all ``steps``.
+    Measured on a 96² camera crop with 10 % Gaussian noise (20.51 dB), NestNet: 300 steps without a
+    stop 24.21 dB, held-out stop 26.20 dB (step 66 = the oracle's, 26.20), discrepancy (τ = 1, estimated
+    σ) 25.48 dB; BM3D 28.21 dB. What the rule chose is ``result.extras["stop"]``. With a clean
+    ``reference`` ``result.best`` is the oracle-stopped iterate (the WIRE protocol) of the stop's run.
 
     Args:
         noisy: ``(H, W)``, ``(H, W, C)`` or ``(D, H, W)``, any numeric range.
+        stop, held_out, patience, refit, noise_sigma, tau: the stop rule (see :mod:`reconstruct.stopping`).
         reference: clean ground truth, same shape, for metrics.
         Others: as :func:`fit_image`.
     """
@@ -225,7 +269,8 @@ def super_resolve(lowres: Any, *, params: dict[str, Any], fit: FitSettings, on_s
     measurement = norm.forward(arr).reshape(*spatial, channels)
     operator = Downsample(hr_spatial, channels, factor=scale)
     result, ref, data_range, net_kwargs = _run_normalised(SUPER_RESOLVE, fit, on_step, operator, measurement, norm,
-                                                          out_shape, reference, spatial)
+                                                          out_shape, reference, spatial,
+                                                          stop=_pixel_stop(params, measurement, norm, fit.seed))
     _add_bicubic(result, arr, norm, out_shape, operator, ref, data_range)
     result.extras["parameters"] = run_parameters(SUPER_RESOLVE, fit, net_kwargs, params)
     return result
@@ -321,8 +366,10 @@ def super_resolve_multi(frames: Any, shifts: Any, rotations: Any, *, params: dic
     out_shape = hr_spatial + ((channels,) if has_channel_axis else ())
     operator = WarpDownsample(hr_spatial, channels, scale, s.tolist(), r.tolist())
     measurement = norm.forward(arr).reshape(len(s), *lr_spatial, channels)
+    valid = operator.mask.numpy()  # the pixels each frame's warp sees: only they count
+    stop = _pixel_stop(params, measurement, norm, fit.seed, valid=valid, frames=True)
     result, ref, data_range, net_kwargs = _run_normalised(SUPER_RESOLVE_MULTI, fit, on_step, operator, measurement,
-                                                          norm, out_shape, reference, lr_spatial)
+                                                          norm, out_shape, reference, lr_spatial, stop=stop)
     if not np.any(s[0]) and r[0] == 0:
         _add_bicubic(result, arr[0], norm, out_shape, operator, ref, data_range)
     result.extras["parameters"] = run_parameters(SUPER_RESOLVE_MULTI, fit, net_kwargs, params, shifts=s.tolist(),

@@ -22,7 +22,8 @@ import torch
 from monai_nets import get_network
 
 from ..device import resolve_device
-from ..fit import FitResult, HeldOut, StepInfo, fit
+from ..fit import FitResult, StepInfo, fit
+from .common import StopPlan
 from .spec import FIT_PARAMS, FitSettings, TaskSpec
 
 __all__ = ["task_function", "build_network", "run_fit", "run_parameters", "OnStep"]
@@ -118,9 +119,13 @@ def run_fit(
     batch_size: int | None = None,
     regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     eval_every: int | None = None,
-    held_out: HeldOut | None = None,
+    stop: StopPlan | None = None,
 ) -> FitResult:
-    """Fit ``network`` with the run's settings; outputs, previews and the best iterate through ``to_output``."""
+    """Fit ``network`` with the run's settings; outputs, previews and the best iterate through ``to_output``.
+
+    ``stop`` is the run's stop rule (:func:`reconstruct.tasks.common.stop_plan`); what it chose is
+    ``result.extras["stop"]`` (:meth:`StopPlan.report`).
+    """
     def identity(values: np.ndarray) -> np.ndarray:
         return values
 
@@ -130,8 +135,11 @@ def run_fit(
         batch_size=batch_size, seed=settings.seed, device=resolve_device(settings.device),
         on_step=_previews(on_step, convert), time_budget_s=settings.time_budget_s, reference=reference,
         data_range=data_range, preview_every=settings.preview_every, regularizer=regularizer,
-        eval_every=eval_every, held_out=held_out,
+        eval_every=eval_every, held_out=None if stop is None else stop.held_out,
+        discrepancy=None if stop is None else stop.discrepancy,
     )
+    if stop is not None:
+        result.extras["stop"] = stop.report(result)
     result.output = convert(result.output)
     if result.best is not None and result.best.output is not None:
         result.best.output = convert(result.best.output)

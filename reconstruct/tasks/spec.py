@@ -26,9 +26,10 @@ import torch
 from monai_nets import available_networks, network_class
 
 from ..device import resolve_device
+from ..stopping import STOP_RULES
 
 __all__ = ["Param", "DataInput", "TaskSpec", "FitSettings", "FIT_PARAMS", "DOORS", "normalise_model_name",
-           "check_device_name"]
+           "check_device_name", "stop_params"]
 
 #: The front doors a parameter can be exposed at.
 DOORS = frozenset({"cli", "batch", "gui", "monai", "bench"})
@@ -195,6 +196,37 @@ class DataInput:
     help: str
     keyword: bool = False
     per_item: bool = False
+
+
+# -------------------------------------------------------------------------------------------- stop rules
+
+
+def stop_params(*, stop: str, held_out: float, what: str, patience: int, sigma_none: str) -> tuple[Param, ...]:
+    """The parameters of the ground-truth-free stop (:mod:`reconstruct.stopping`), the same for every task.
+
+    Args:
+        stop: the task's default rule (``"auto"``: held_out when the held-out fraction is > 0, else none).
+        held_out: the task's default held-out fraction.
+        what: what is held out, in words ("pixels", "projections (spread over the arc)").
+        patience: the default patience in steps.
+        sigma_none: what ``noise_sigma=None`` does, in words.
+    """
+    return (
+        Param("stop", str, stop, "how the step is chosen without a ground truth: held_out (lowest error on "
+              "held-out data, then refit on all of it), discrepancy (first step with residual RMS <= tau x "
+              "noise_sigma), none (run all steps); auto = held_out when held_out > 0, else none",
+              choices=STOP_RULES),
+        Param("held_out", float, held_out, f"fraction of the {what} left out of the fit to choose the step on "
+              "(stop auto/held_out; 0 = none held out)", low=0.0, high=0.5),
+        Param("patience", int, patience, "held_out: steps without a lower held-out error before stopping", low=1,
+              gui_high=100_000),
+        Param("refit", bool, True, "held_out: after choosing the step, refit on all the data for that many steps "
+              "(off: return the chosen iterate itself)"),
+        Param("noise_sigma", float, None, f"discrepancy: noise standard deviation in the data's units (None: "
+              f"{sigma_none})", low=0.0, low_open=True, optional=True, gui_high=1e6),
+        Param("tau", float, 1.0, "discrepancy: stop once the residual RMS is at most tau x noise_sigma", low=0.0,
+              low_open=True, gui_high=10.0),
+    )
 
 
 # -------------------------------------------------------------------------------------------- fit settings

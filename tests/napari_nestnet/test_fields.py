@@ -126,7 +126,8 @@ def test_a_new_param_in_a_spec_appears_in_the_panel_without_a_panel_edit(viewer,
     assert isinstance(panel.field("count"), SpinBox) and panel.field("count").max == 99
     panel.field("mode").value = "b"
     panel.field("count").value = 7
-    assert panel.param_kwargs() == {"scale": 4, "knob": 0.25, "mode": "b", "count": 7}
+    defaults = {p.name: p.default for p in spec.params_for("gui")}  # scale, the stop rule, ...
+    assert panel.param_kwargs() == {**defaults, "knob": 0.25, "mode": "b", "count": 7}
     with pytest.raises(KeyError):
         panel.field("hidden")
 
