@@ -52,7 +52,7 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = (ROOT / ".." / "shared" / "data").resolve()
 
-TASK_NAMES = ("image", "denoise", "sisr", "misr", "ct", "occupancy", "pinn")
+TASK_NAMES = ("image", "denoise", "sisr", "misr", "ct", "ct3d", "occupancy", "pinn")
 #: benchmark task name -> name of the function in ``reconstruct.tasks``.
 TASK_FUNCTIONS = {
     "image": "fit_image",
@@ -60,6 +60,7 @@ TASK_FUNCTIONS = {
     "sisr": "super_resolve",
     "misr": "super_resolve_multi",
     "ct": "ct_reconstruct",
+    "ct3d": "ct_reconstruct_3d",
     "occupancy": "fit_occupancy",
     "pinn": "solve_convection",
 }
@@ -69,6 +70,7 @@ TASK_TITLES = {
     "sisr": "Single-image super-resolution ×4",
     "misr": "Multi-image super-resolution ×4",
     "ct": "CT reconstruction (parallel beam)",
+    "ct3d": "3-D CT reconstruction (parallel stack, cone beam)",
     "occupancy": "Occupancy volume representation",
     "pinn": "PINN: 1-D convection u_t + β u_x = 0",
 }
@@ -113,6 +115,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "sisr": {"steps": 10, "scale": 4},
         "misr": {"steps": 10, "scale": 4, "frames": 4, "shift_max": 2.0, "rotation_max": math.pi / 10},
         "ct": {"steps": 10, "size": 32, "angles": 20},
+        "ct3d": {"steps": 10, "size": 12, "angles": 12, "noise": 0.01},
         "occupancy": {"steps": 10, "size": 16, "batch_size": 1024},
         "pinn": {"steps": 10, "betas": (5.0,), "nx": 16, "nt": 16},
     },
@@ -141,6 +144,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         },
         # 25 views on 64² undersample as much as the paper's 100 views on 256².
         "ct": {"steps": 200, "size": 64, "angles": 25},
+        "ct3d": {"steps": 200, "size": 24, "angles": 30, "noise": 0.01},
         # 32³ saturates (IoU 1.000 for every model): 64³ is the smallest grid that separates them.
         "occupancy": {"steps": 200, "size": 64, "batch_size": 8192, "meshes": ("spot.obj",)},
         "pinn": {"steps": 200, "betas": (5.0, 30.0)},
@@ -169,6 +173,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         },
         # WIRE: chest, 100 projections over 0-180 degrees (noiseless), 5000 steps; 256² grid.
         "ct": {"steps": 5000, "size": 256, "angles": 100},
+        "ct3d": {"steps": 2000, "size": 64, "angles": 60, "noise": 0.01},
         # WIRE: IoU at 0.5, 200 epochs of 200k-point batches; our meshes at 128³.
         "occupancy": {
             "epochs": 200,

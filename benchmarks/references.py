@@ -169,4 +169,12 @@ def classical_references(task: str, case: Case) -> dict[str, dict[str, Any]]:
                 "seconds": refs["FBP (ramp)"]["seconds"],
                 "note": "filter chosen against the ground truth among " + ", ".join(sorted(scores)),
             }
+    elif task == "ct3d":
+        from reconstruct.tasks import ct_reconstruct_3d
+
+        proj, angles, kwargs = case.data["projections"], case.data["angles_deg"], case.data["kwargs"]
+        for method, label, note in (("fbp", "FBP/FDK (ramp)", "the projector's analytic reconstruction"),
+                                    ("sirt", "SIRT (100 it.)", "reconstruct.projectors.solvers.SIRT, non-negative"),
+                                    ("cgls", "CGLS (5 it.)", "reconstruct.projectors.solvers.CGLS")):
+            add(label, lambda m=method: ct_reconstruct_3d(proj, angles, method=m, **kwargs).output, note)
     return refs

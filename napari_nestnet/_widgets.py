@@ -23,6 +23,7 @@ from ._output import input_baseline, labelled, lowres_baseline
 from ._panel import Job, TaskPanel, image_array
 from ._pickers import image_with
 from ._widgets_3d import OccupancyPanel, PinnConvectionPanel
+from ._widgets_ct3d import CT3DReconstructionPanel
 
 __all__ = [
     "FitImagePanel",
@@ -30,6 +31,7 @@ __all__ = [
     "SuperResolvePanel",
     "MultiFrameSuperResolvePanel",
     "CTReconstructionPanel",
+    "CT3DReconstructionPanel",
     "OccupancyPanel",
     "PinnConvectionPanel",
     "PANELS",
@@ -368,5 +370,5 @@ class CTReconstructionPanel(TaskPanel):
 PANELS: dict[str, type[TaskPanel]] = {
     cls.task: cls
     for cls in (FitImagePanel, DenoisePanel, SuperResolvePanel, MultiFrameSuperResolvePanel,
-                CTReconstructionPanel, OccupancyPanel, PinnConvectionPanel)
+                CTReconstructionPanel, CT3DReconstructionPanel, OccupancyPanel, PinnConvectionPanel)
 }

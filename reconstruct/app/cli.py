@@ -46,6 +46,8 @@ _INPUT_HELP = {
     "super_resolve": "low-resolution image (or, with --simulate, the high-resolution truth)",
     "super_resolve_multi": "frames (K, h, w[, C]) as .npy/.tif/NIfTI (or, with --simulate, one high-resolution image)",
     "ct_reconstruct": "sinogram file (2-D)",
+    "ct_reconstruct_3d": "projections file (3-D): a sinogram stack (Z, angles, detectors) or cone-beam projections "
+                         "(views, rows, cols)",
     "fit_occupancy": "mesh (.stl/.obj/.ply/.off/.glb) or volume (NIfTI, MHA, NRRD, .npy, TIFF)",
 }
 
@@ -78,10 +80,12 @@ def _add_task_inputs(p: argparse.ArgumentParser, spec: TaskSpec) -> None:
     """The data inputs (files) and the options particular to reading them."""
     if spec.name in _INPUT_HELP:
         p.add_argument("input", help=_INPUT_HELP[spec.name])
-    if spec.name == "ct_reconstruct":
+    if spec.name in ("ct_reconstruct", "ct_reconstruct_3d"):
+        default = "0:180:<number of projections>" if spec.name == "ct_reconstruct" else \
+            "0:180 parallel, 0:360 fan and cone, one per projection"
         p.add_argument("--angles", default=None, metavar="SPEC",
                        help="degrees: start:stop:count (stop excluded, e.g. 0:180:60) or a .npy/.txt file "
-                            "(default 0:180:<number of projections>)")
+                            f"(default {default})")
     if spec.name == "super_resolve_multi":
         p.add_argument("--shifts", default=None, metavar="FILE",
                        help="(K, 2) per-frame (dy, dx) in high-resolution pixels (.npy or text)")

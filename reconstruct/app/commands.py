@@ -327,6 +327,35 @@ def _prepare_ct(spec: TaskSpec, args: argparse.Namespace, src: Path) -> Prepared
                     inputs={"angles": args.angles}, extra={"input_meta": meta.to_dict()})
 
 
+def _prepare_ct3d(spec: TaskSpec, args: argparse.Namespace, src: Path) -> Prepared:
+    """A 3-D projection file: a sinogram stack (Z, angles, detectors) or cone-beam projections (views, rows, cols).
+
+    A file with geometry (NIfTI, MetaImage, NRRD) gives the detector pitch (its last axis's spacing) and, for a
+    stack, the slice spacing (its first axis's) unless ``--det-spacing`` / ``--slice-spacing`` are given. The
+    default angles are 0:180 for parallel beam and 0:360 for fan and cone beam, one per projection.
+    """
+    data, meta = read_image(src)
+    if data.ndim != 3:
+        raise ValueError(f"projections {src.name} must be 3-D ((Z, angles, detectors) or (views, rows, cols)); got "
+                         f"shape {data.shape}; use `nestnet ct` for one 2-D sinogram")
+    geometry = spec.param("geometry").check(_option(args, spec, "geometry"))
+    n_angles = data.shape[0] if geometry == "cone" else data.shape[1]
+    full = 180.0 if geometry == "parallel" else 360.0
+    angles = parse_angles(args.angles) if args.angles is not None else np.linspace(0.0, full, n_angles,
+                                                                                   endpoint=False)
+    kwargs: dict[str, Any] = {"reference": _read_reference(args)}
+    from_file: dict[str, float] = {}
+    if meta.format in ("nifti", "mha", "nrrd") and meta.ndim == 3:
+        spacing = meta.spacing_zyx
+        if "det_spacing" not in vars(args):
+            from_file["det_spacing"] = float(spacing[2])
+        if geometry != "cone" and "slice_spacing" not in vars(args):
+            from_file["slice_spacing"] = float(spacing[0])
+    kwargs.update(from_file)
+    return Prepared((data, angles), kwargs, None, inputs={"angles": args.angles},
+                    extra={"input_meta": meta.to_dict(), "geometry_from_file": from_file})
+
+
 def _binary_volume(arr: np.ndarray, name: str) -> np.ndarray:
     """A label or probability volume as booleans: floats in [0, 1] at 0.5, anything else > 0."""
     if arr.ndim != 3:
@@ -383,12 +412,14 @@ _PREPARE: dict[str, Callable[[TaskSpec, argparse.Namespace, Path], Prepared]] = 
     "super_resolve": _prepare_sr,
     "super_resolve_multi": _prepare_misr,
     "ct_reconstruct": _prepare_ct,
+    "ct_reconstruct_3d": _prepare_ct3d,
     "fit_occupancy": _prepare_occupancy,
 }
 
 
 def _output_tag(spec: TaskSpec, args: argparse.Namespace) -> str:
-    tags = {"fit_image": "fit", "denoise": "denoised", "ct_reconstruct": "recon", "fit_occupancy": "occupancy"}
+    tags = {"fit_image": "fit", "denoise": "denoised", "ct_reconstruct": "recon", "ct_reconstruct_3d": "recon3d",
+            "fit_occupancy": "occupancy"}
     if spec.name in tags:
         return tags[spec.name]
     return f"{spec.command}{_option(args, spec, 'scale')}x"
@@ -438,7 +469,7 @@ def run_task_command(spec: TaskSpec, args: argparse.Namespace) -> int:
         prepared = Prepared((), {}, None, inputs={"beta": beta})
         _check_run(spec, args, out, None)
     else:
-        existing_input(src, "sinogram" if spec.name == "ct_reconstruct" else "input")
+        existing_input(src, {"ct_reconstruct": "sinogram", "ct_reconstruct_3d": "projections"}.get(spec.name, "input"))
         prepared = _PREPARE[spec.name](spec, args, src)
         prepared.inputs = {"input": str(src), "reference": str(args.reference or ""), **prepared.inputs}
         _check_run(spec, args, out, np.shape(prepared.args[0]), **prepared.kwargs)

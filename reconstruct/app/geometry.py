@@ -45,8 +45,20 @@ def frame_meta(meta: ImageMeta, ndim: int) -> ImageMeta:
 
 
 def own_grid_meta(extras: Mapping[str, Any] | None, fmt: str = "") -> ImageMeta | None:
-    """Geometry of an ``"own"`` grid from the task's coordinate axes (regular ones), or None."""
+    """Geometry of an ``"own"`` grid from the task's coordinate axes (regular ones), or None.
+
+    A task that reports no axes but ``extras["spacing"]`` and ``extras["origin"]`` (numpy order, e.g. the
+    3-D CT volume's ``(z, y, x)`` mm) gets that grid with identity directions.
+    """
     extras = extras or {}
+    if not any(k in extras for k in OWN_GRID_AXES) and extras.get("spacing") is not None \
+            and extras.get("origin") is not None:
+        spacing = [float(v) for v in np.ravel(extras["spacing"])]
+        origin = [float(v) for v in np.ravel(extras["origin"])]
+        if len(spacing) != len(origin):
+            return None
+        return ImageMeta(tuple(reversed(spacing)), tuple(reversed(origin)), tuple(np.eye(len(spacing)).ravel()),
+                         format=fmt)
     axes = [np.asarray(extras.get(k), dtype=np.float64).ravel() for k in OWN_GRID_AXES if k in extras]
     if len(axes) != len(OWN_GRID_AXES) or any(a.size < 2 for a in axes):
         return None

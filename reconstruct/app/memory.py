@@ -145,6 +145,19 @@ def _task_grid(spec: TaskSpec, shape: Sequence[int] | None, values: Mapping[str,
         det = shape[0] if layout == "skimage" else shape[-1]
         size = value("output_size") or det
         return (size, size), 1, None, f"output {size} x {size} pixels", "lower --output-size"
+    if spec.name == "ct_reconstruct_3d":
+        from ..operators_3d import default_samples_per_ray
+
+        cone = value("geometry") == "cone"
+        size = value("output_size") or shape[-1]
+        slices = (value("output_slices") or shape[1]) if cone else shape[0]
+        grid = (slices, size, size)
+        if not cone:
+            return grid, 1, None, f"volume {_times(grid)} voxels", "lower --output-size"
+        rows = max(1, int(value("batch_size")) // shape[-1])
+        samples = value("samples_per_ray") or default_samples_per_ray(grid, (1.0, 1.0, 1.0))
+        return grid, 1, rows * shape[-1] * samples, f"volume {_times(grid)} voxels", \
+            "lower --batch-size or --samples-per-ray"
     if spec.name == "super_resolve_multi":
         scale = int(value("scale"))
         spatial = shape[1:3]
@@ -178,7 +191,8 @@ def run_estimate(spec: TaskSpec, shape: Sequence[int] | None, values: Mapping[st
     settings = FitSettings.create(spec, **fit)
     grid, channels, points, size, hint = _task_grid(spec, shape, values)
     n = math.prod(grid)
-    step_points = n if points is None else min(points, n) if spec.name != "solve_convection" else points
+    step_points = n if points is None else points if spec.name in ("solve_convection", "ct_reconstruct_3d") \
+        else min(points, n)
     dims = 2 if spec.name == "solve_convection" else len(grid)
     params, per_point = _network_size(spec, settings, dims, channels, grid)
     training = step_points * per_point * 4 * _ACTIVATION_COPIES

@@ -8,6 +8,7 @@ transform                  task                  input (MONAI layout, channel fi
 :class:`SuperResolved`     ``super_resolve``     as FitImaged
 :class:`MultiFrameSuperResolved`  ``super_resolve_multi``  ``(K, X, Y)``: K frames on the channel axis
 :class:`CTReconstructd`    ``ct_reconstruct``    ``(1, X, Y)`` or ``(X, Y)`` sinogram
+:class:`CTReconstruct3Dd`  ``ct_reconstruct_3d`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` projections (stack or cone)
 :class:`FitOccupancyd`     ``fit_occupancy``     ``(1, X, Y, Z)`` or ``(X, Y, Z)`` binary volume
 :class:`SolveConvectiond`  ``solve_convection``  a number: the item's β (None: the ``beta`` given)
 =========================  ====================  ===============================================
@@ -63,7 +64,7 @@ from .files import json_safe
 from .geometry import index_map, own_grid_meta
 
 __all__ = ["network_spec", "NestNetTaskd", "FitImaged", "Denoised", "SuperResolved", "MultiFrameSuperResolved",
-           "CTReconstructd", "FitOccupancyd", "SolveConvectiond", "TRANSFORMS"]
+           "CTReconstructd", "CTReconstruct3Dd", "FitOccupancyd", "SolveConvectiond", "TRANSFORMS"]
 
 _INDEX_ORDERS = ("itk", "numpy")
 _FIT_NAMES = tuple(p.name for p in FIT_PARAMS if "monai" in p.doors and p.name not in ("model", "model_kwargs"))
@@ -463,6 +464,29 @@ class CTReconstructd(NestNetTaskd):
         return {"sinogram": image.astype(np.float32), "angles": angles}
 
 
+class CTReconstruct3Dd(NestNetTaskd):
+    """Reconstruct a CT volume with one INR (:func:`reconstruct.tasks.ct_reconstruct_3d`).
+
+    The input is a sinogram stack ``(Z, n_angles, n_det)`` or cone-beam projections ``(n_views, rows, cols)``
+    in numpy order (``(1, X, Y, Z)`` / ``(X, Y, Z)`` as MONAI readers give them, ``index_order="itk"``).
+    Angles (degrees) come from ``angles_key`` or ``angles``; default 0:180 (parallel) or 0:360 (fan, cone),
+    one per projection. The output's affine is the volume's own grid (``extras["spacing"]``/``["origin"]``,
+    mm, centred on the rotation axis); ``fbp_key``: where the FBP/FDK volume goes.
+    """
+
+    task_name = "ct_reconstruct_3d"
+    input_kind = "volume"
+    extra_images = {"fbp_key": "fbp"}
+
+    def _inputs(self, image: np.ndarray, data: Mapping[Hashable, Any]) -> dict[str, Any]:
+        angles = self._data("angles", data)
+        if angles is None:
+            geometry = self._param("geometry")
+            n_angles = image.shape[0] if geometry == "cone" else image.shape[1]
+            angles = np.linspace(0.0, 180.0 if geometry == "parallel" else 360.0, n_angles, endpoint=False)
+        return {"projections": image.astype(np.float32), "angles": angles}
+
+
 class FitOccupancyd(NestNetTaskd):
     """Fit an occupancy volume (:func:`reconstruct.tasks.fit_occupancy`): the output is the probability, same grid.
 
@@ -499,6 +523,6 @@ class SolveConvectiond(NestNetTaskd):
 #: Task name -> its transform, for every task of :data:`reconstruct.tasks.SPECS`.
 TRANSFORMS: dict[str, type[NestNetTaskd]] = {
     cls.task_name: cls
-    for cls in (FitImaged, Denoised, SuperResolved, MultiFrameSuperResolved, CTReconstructd, FitOccupancyd,
-                SolveConvectiond)
+    for cls in (FitImaged, Denoised, SuperResolved, MultiFrameSuperResolved, CTReconstructd, CTReconstruct3Dd,
+                FitOccupancyd, SolveConvectiond)
 }

@@ -46,6 +46,7 @@ from ..fit import FitResult
 from ..occupancy import extract_surface, voxelize
 from .common import Normalisation
 from .ct import CT_RECONSTRUCT, ct_reconstruct, total_variation
+from .ct3d import CT_RECONSTRUCT_3D, ct_reconstruct_3d
 from .image import (
     DENOISE,
     FIT_IMAGE,
@@ -79,6 +80,7 @@ __all__ = [
     "super_resolve_multi",
     "simulate_misr_frames",
     "ct_reconstruct",
+    "ct_reconstruct_3d",
     "total_variation",
     "fit_occupancy",
     "voxelize",
@@ -90,8 +92,8 @@ __all__ = [
 #: Task name -> its description, in the order the front doors list them.
 SPECS: dict[str, TaskSpec] = {
     spec.name: spec
-    for spec in (FIT_IMAGE, DENOISE, SUPER_RESOLVE, SUPER_RESOLVE_MULTI, CT_RECONSTRUCT, FIT_OCCUPANCY,
-                 SOLVE_CONVECTION)
+    for spec in (FIT_IMAGE, DENOISE, SUPER_RESOLVE, SUPER_RESOLVE_MULTI, CT_RECONSTRUCT, CT_RECONSTRUCT_3D,
+                 FIT_OCCUPANCY, SOLVE_CONVECTION)
 }
 
 #: Task name -> function: the names the GUI, the batch runner and the benchmarks use.
@@ -101,6 +103,7 @@ TASKS: dict[str, Callable[..., FitResult]] = {
     "super_resolve": super_resolve,
     "super_resolve_multi": super_resolve_multi,
     "ct_reconstruct": ct_reconstruct,
+    "ct_reconstruct_3d": ct_reconstruct_3d,
     "fit_occupancy": fit_occupancy,
     "solve_convection": solve_convection,
 }

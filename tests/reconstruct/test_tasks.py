@@ -36,7 +36,7 @@ def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
 
 def test_task_table_and_defaults():
     assert set(TASKS) == {"fit_image", "denoise", "super_resolve", "super_resolve_multi", "ct_reconstruct",
-                          "fit_occupancy", "solve_convection"}
+                          "ct_reconstruct_3d", "fit_occupancy", "solve_convection"}
     assert set(DEFAULT_STEPS) == set(TASKS)
     assert all(isinstance(v, int) and v > 0 for v in DEFAULT_STEPS.values())
     expected = {"nestnet": 5e-3, "siren": 1e-3, "finer": 5e-4, "wire": 5e-3, "gauss": 5e-3, "mfn": 1e-2,

@@ -20,6 +20,7 @@ from reconstruct.tasks import SPECS
 from reconstruct.tasks.spec import FIT_PARAMS
 from reconstruct.transforms import (
     TRANSFORMS,
+    CTReconstruct3Dd,
     CTReconstructd,
     Denoised,
     FitImaged,
@@ -158,7 +159,8 @@ def test_super_resolved_affine_covers_the_same_area():
 # every task, its keyword arguments from the spec
 # ------------------------------------------------------------------------------------------------
 
-ALL = (FitImaged, Denoised, SuperResolved, MultiFrameSuperResolved, CTReconstructd, FitOccupancyd, SolveConvectiond)
+ALL = (FitImaged, Denoised, SuperResolved, MultiFrameSuperResolved, CTReconstructd, CTReconstruct3Dd, FitOccupancyd,
+       SolveConvectiond)
 TINY = {"steps": 2, "device": "cpu", "model_kwargs": {"hidden_channels": [16, 16]}}
 
 

@@ -166,6 +166,27 @@ def _read_sinogram(spec, path, values, data):
     return {"sinogram": sino.astype(np.float32), "angles": angles}, {}, meta, None, {}
 
 
+def _read_projections(spec, path, values, data):
+    """A 3-D projection file for ``ct3d``: angles and (geometry formats) detector pitch / slice spacing, as the CLI."""
+    arr, meta = read_image(path)
+    arr = _numbers(arr, Path(path).name)
+    if arr.ndim != 3:
+        raise ValueError(f"projections must be 3-D ((Z, angles, detectors) or (views, rows, cols)), got shape "
+                         f"{arr.shape}")
+    geometry = values.get("geometry", spec.param("geometry").default)
+    angles = parse_angles(data.get("angles"))
+    if angles is None:
+        n_angles = arr.shape[0] if geometry == "cone" else arr.shape[1]
+        angles = np.linspace(0.0, 180.0 if geometry == "parallel" else 360.0, n_angles, endpoint=False)
+    derived: dict[str, Any] = {}
+    if meta.format in ("nifti", "mha", "nrrd") and meta.ndim == 3:
+        if values.get("det_spacing") is None:
+            derived["det_spacing"] = float(meta.spacing_zyx[2])
+        if geometry != "cone" and values.get("slice_spacing") is None:
+            derived["slice_spacing"] = float(meta.spacing_zyx[0])
+    return {"projections": arr.astype(np.float32), "angles": angles}, derived, meta, None, {}
+
+
 def _read_occupancy(spec, path, values, data):
     options: dict[str, Any] = {}
     if path.lower().endswith(MESH_SUFFIXES):
@@ -194,6 +215,7 @@ def _read_nothing(spec, path, values, data):
 _READERS = {
     "super_resolve_multi": _read_frames,
     "ct_reconstruct": _read_sinogram,
+    "ct_reconstruct_3d": _read_projections,
     "fit_occupancy": _read_occupancy,
     "solve_convection": _read_nothing,
 }
