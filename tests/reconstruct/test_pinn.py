@@ -15,9 +15,11 @@ from reconstruct.fit import FitResult
 from reconstruct.metrics import rel_l2
 from reconstruct.pinn import (
     PINN_MODEL_DEFAULTS,
+    SCHEMES,
     ConvectionOperator,
     SpaceTimeFeatures,
     SpaceTimeNet,
+    causal_weights,
     exact_convection,
 )
 from reconstruct.tasks import solve_convection
@@ -184,3 +186,109 @@ def test_negative_beta_moves_left():
     t = np.array([0.0, 0.1])
     u = exact_convection(-2.0, x, t)
     assert u[0, 1] == pytest.approx(np.sin(0.5 + 0.2))
+
+
+# ------------------------------------------------------------------------------------ training schemes
+
+
+def test_causal_weights_are_monotone_and_carry_no_gradient():
+    losses = torch.tensor([0.5, 2.0, 0.0, 1.0, 3.0], requires_grad=True)
+    w = causal_weights(losses, 1.0)
+    assert not w.requires_grad and w.grad_fn is None
+    assert w[0] == 1.0 and (w[1:] <= w[:-1]).all()
+    torch.testing.assert_close(w, torch.exp(-torch.tensor([0.0, 0.5, 2.5, 2.5, 3.5])))
+    assert torch.equal(causal_weights(losses, 0.0), torch.ones(5))  # eps = 0: the vanilla loss
+    # Through the operator: the residual's gradient flows only through the slab losses.
+    op = ConvectionOperator(3.0, 8, 4, n_collocation=64, scheme="causal", causal_slabs=8, causal_eps=1.0)
+    net = build_model("siren", TINY, SpaceTimeFeatures("joint"))
+    loss, _ = op.training_loss(net, torch.zeros(8, 1), None, None)
+    loss.backward()
+    weights = op.last_causal_weights
+    assert len(weights) == 8 and weights[0] == 1.0
+    assert all(b <= a for a, b in zip(weights, weights[1:]))
+    assert op.last_terms["min_causal_weight"] == pytest.approx(min(weights))
+    assert all(p.grad is not None for p in net.parameters())
+
+
+class _Recorder(nn.Module):
+    """Records the network coordinates it is asked about (t is axis 1, in [-1, 1])."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, coords):
+        self.seen.append(coords.detach().clone())
+        return (coords.sum(-1, keepdim=True) * self.weight)
+
+
+def test_curriculum_marches_the_time_window_and_causal_stratifies_it():
+    op = ConvectionOperator(3.0, 8, 4, n_collocation=256, scheme="curriculum", steps=100, curriculum_start=0.2,
+                            curriculum_fraction=0.5)
+    assert op.t_max(0) == pytest.approx(0.2) and op.t_max(25) == pytest.approx(0.6)
+    assert op.t_max(50) == op.t_max(100) == 1.0
+    model = _Recorder()
+    op.training_loss(model, torch.zeros(8, 1), None, None)
+    t_phys = [(c[..., 1] + 1) / 2 for c in model.seen]
+    assert max(float(t.max()) for t in t_phys) <= 0.2 + 1e-6 and op.last_terms["t_max"] == pytest.approx(0.2)
+    assert op.calls == 1
+    with pytest.raises(ValueError, match="steps"):
+        ConvectionOperator(3.0, scheme="curriculum")
+    # Causal: the residual points fill every slab equally, earliest first.
+    causal = ConvectionOperator(3.0, 8, 4, n_collocation=64, scheme="causal", causal_slabs=4)
+    model = _Recorder()
+    causal.training_loss(model, torch.zeros(8, 1), None, None)
+    t = (model.seen[0][..., 1] + 1) / 2
+    slabs = torch.div(t, 0.25, rounding_mode="floor").clamp(max=3)
+    assert torch.equal(slabs, torch.arange(64) // 16)
+    assert vanilla_terms() == {"residual", "initial", "boundary"}
+
+
+def vanilla_terms() -> set[str]:
+    op = ConvectionOperator(3.0, 8, 4, n_collocation=16)
+    op.training_loss(_Recorder(), torch.zeros(8, 1), None, None)
+    return set(op.last_terms)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_scheme_trains_a_tiny_model(scheme):
+    result = solve_convection(2.0, model="siren", model_kwargs={"hidden_channels": (32, 32)}, nx=16, nt=8,
+                              steps=120, n_collocation=128, n_initial=64, n_boundary=8, device="cpu", seed=0,
+                              scheme=scheme, causal_slabs=8, curriculum_fraction=0.5)
+    losses = [h["loss"] for h in result.history]
+    errors = [h["rel_l2"] for h in result.history if "rel_l2" in h]
+    assert np.mean(losses[-10:]) < 0.2 * np.mean(losses[:5]), scheme
+    assert result.metrics["rel_l2"] < 0.5 * errors[0] and result.metrics["rel_l2"] < 0.3, scheme
+    assert result.extras["scheme"] == scheme
+
+
+def test_the_scheme_is_recorded():
+    result = solve_convection(2.0, model_kwargs=TINY, nx=8, nt=4, steps=3, n_collocation=32, device="cpu",
+                              scheme="causal", causal_eps=0.5, causal_slabs=4)
+    params = json.loads(json.dumps(result.extras["parameters"]))
+    assert params["scheme"] == "causal" and params["causal_eps"] == 0.5 and params["causal_slabs"] == 4
+    assert result.extras["scheme"] == "causal" and result.extras["causal_weights"].shape == (4,)
+    assert "min_causal_weight" in result.extras["loss_terms"]
+    default = solve_convection(2.0, model_kwargs=TINY, nx=8, nt=4, steps=1, n_collocation=32, device="cpu")
+    assert default.extras["parameters"]["scheme"] == "vanilla" and "causal_weights" not in default.extras
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "message"),
+    [
+        ({"scheme": "adaptive"}, ValueError, "scheme must be one of vanilla, causal, curriculum"),
+        ({"scheme": 3}, TypeError, "scheme must be"),
+        ({"scheme": "causal", "causal_eps": -1.0}, ValueError, "causal_eps must be"),
+        ({"causal_eps": float("nan")}, ValueError, "causal_eps must be"),
+        ({"causal_slabs": 0}, ValueError, "causal_slabs must be"),
+        ({"scheme": "causal", "causal_slabs": 64, "n_collocation": 32}, ValueError, "at least causal_slabs"),
+        ({"curriculum_start": 0.0}, ValueError, "curriculum_start must be"),
+        ({"curriculum_start": 1.5}, ValueError, "curriculum_start must be"),
+        ({"curriculum_fraction": 0.0}, ValueError, "curriculum_fraction must be"),
+    ],
+)
+def test_bad_scheme_settings_are_one_line(kwargs, exc, message):
+    with pytest.raises(exc, match=message) as info:
+        solve_convection(2.0, model_kwargs=TINY, nx=8, nt=4, steps=1, device="cpu", **kwargs)
+    assert "\n" not in str(info.value)
