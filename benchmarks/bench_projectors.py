@@ -2,20 +2,23 @@
 
 Cases (each in its own process, so peak RSS is the case's own; ``ms`` is the best of ``--repeat``):
 
-* parallel beam, ``N``² image × ``N`` angles (``--size``, 256 by default: on this shared 2-core CPU one
-  512² × 512 forward alone took 10 s single-threaded, so the issue's 512 runs on a GPU; circle=False, i.e. rays across
-  the whole padded square, the detector ``ceil(sqrt 2 N)`` bins as scikit-image's):
-  forward, exact adjoint and FBP at batch 1 and 16 (``--batches``), and ``skimage.transform.radon``
-  / ``iradon`` at batch 1 (scikit-image has no batch: its batch-16 time is 16 × batch 1);
+* parallel beam, ``N``² image × ``N`` angles (``--size``; circle=False, i.e. rays across the whole
+  padded square, the detector ``ceil(sqrt 2 N)`` bins as scikit-image's): forward, exact adjoint and
+  FBP at each of ``--batches``, and ``skimage.transform.radon`` / ``iradon`` (with and without its
+  filter: FBP and plain back-projection) at batch 1 (scikit-image has no batch: its batch-16 time is
+  16 × batch 1). Ours is Joseph's projector applied as a cached sparse matrix: ``first call`` is the
+  first call's time, which builds the matrix (and, for the adjoint, its transpose) once per geometry;
+  ``ms`` is the best of ``--repeat`` calls after it;
 * fan beam (flat detector) forward at the same size, batch 1;
 * cone beam, ``M``³ volume × ``V`` views on an ``M × M`` panel (``--cone 64 90`` on a 2-core CPU;
   the issue's 256³ × 360 is ``--cone 256 360`` on a GPU): forward, adjoint, FDK.
 
 Ratios printed and stored are scikit-image time / ours (> 1: ours faster).
 
-Command that produced the committed results (one thread on a shared 2-core CPU, like scikit-image)::
+Command that produced the committed results (one thread, like scikit-image, on a 2-core CPU that
+other jobs shared while it ran: both sides' absolute times are inflated, the ratios less so)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_projectors.py --device cpu --size 256 \
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_projectors.py --device cpu --size 512 \
         --batches 1 16 --cone 64 90 --out benchmarks/results/projectors_cpu.json
 
 On a GPU: ``--device cuda --size 512 --batches 1 16 256 --cone 256 360`` (torch-radon's published T4 figure:
