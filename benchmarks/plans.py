@@ -24,7 +24,14 @@ PRIOR_TASKS = ("denoise", "sisr")
 
 # ------------------------------------------------------------------------------------ learning rates
 def sweep_multipliers(results: Path, protocol: str) -> dict[str, tuple[float, str]]:
-    """Per model, the learning-rate multiplier that won the sweep (final PSNR on the development image)."""
+    """Per model, the learning-rate multiplier of today's image default that won the sweep.
+
+    The winner is the best final PSNR on the development image; it is stored as an absolute rate, so
+    a default that changed since the sweep (``reconstruct.tasks.learning_rates``) is not multiplied
+    twice: the multiplier returned is ``winning lr / today's default``.
+    """
+    from reconstruct.tasks import default_lr
+
     folder = Path(results) / protocol / "lr_sweep"
     best: dict[str, tuple[float, float]] = {}
     if not folder.is_dir():
@@ -35,10 +42,10 @@ def sweep_multipliers(results: Path, protocol: str) -> dict[str, tuple[float, st
         score = -math.inf
         if case and case["status"] == "ok" and case["final"].get("psnr") is not None:
             score = case["final"]["psnr"]
-        mult = float(rec["lr_multiplier"])
         if rec["model"] not in best or score > best[rec["model"]][1]:
-            best[rec["model"]] = (mult, score)
-    return {m: (mult, "sweep") for m, (mult, score) in best.items() if math.isfinite(score)}
+            best[rec["model"]] = (float(rec["lr"]), score)
+    return {m: (float(f"{lr / default_lr(m, 'fit_image'):.6g}"), "sweep") for m, (lr, score) in best.items()
+            if math.isfinite(score)}
 
 
 def _lr(model: str, task: str, multipliers: dict[str, tuple[float, str]]) -> tuple[float, float, str]:

@@ -30,6 +30,7 @@ from .common import (
     reference_on_grid,
     stop_plan,
 )
+from .learning_rates import IMAGE_LEARNING_RATES
 from .runner import build_network, run_fit, run_parameters, task_function
 from .spec import DataInput, FitSettings, Param, TaskSpec, stop_params
 
@@ -85,6 +86,7 @@ FIT_IMAGE = TaskSpec(
     inputs=(DataInput("image", "(H, W) grey, (H, W, C) colour (C <= 4) or (D, H, W) volume, any range"),),
     params=(_SPACING, _BATCH, _BIT_DEPTH), metrics=("psnr", "ssim"),
     default_steps=500,  # still improving at 300 steps (NestNet 74 dB on a 64² crop)
+    lr_overrides=IMAGE_LEARNING_RATES,
 )
 DENOISE = TaskSpec(
     name="denoise", command="denoise", title="Denoise",
@@ -100,6 +102,7 @@ SUPER_RESOLVE = TaskSpec(
     inputs=(DataInput("lowres", "(h, w), (h, w, C) or (d, h, w) low-resolution image"),),
     params=(_SCALE, _BIT_DEPTH, *_LOWRES_STOP), metrics=("psnr", "ssim"),
     default_steps=300,  # (75 steps at 4× from 16²)
+    lr_overrides=IMAGE_LEARNING_RATES,
     output_grid="upsampled", model_defaults=smooth_prior_defaults(4),
 )
 SUPER_RESOLVE_MULTI = TaskSpec(
@@ -111,6 +114,7 @@ SUPER_RESOLVE_MULTI = TaskSpec(
                       per_item=True)),
     params=(_SCALE, _BIT_DEPTH, *_LOWRES_STOP), metrics=("psnr", "ssim"),
     default_steps=500,  # still improving at 300 steps (32² from four 16² frames)
+    lr_overrides=IMAGE_LEARNING_RATES,
     output_grid="upsampled",
 )
 

@@ -39,9 +39,10 @@ def test_task_table_and_defaults():
                           "ct_reconstruct_3d", "fit_occupancy", "solve_convection"}
     assert set(DEFAULT_STEPS) == set(TASKS)
     assert all(isinstance(v, int) and v > 0 for v in DEFAULT_STEPS.values())
-    expected = {"nestnet": 5e-3, "siren": 1e-3, "finer": 5e-4, "wire": 5e-3, "gauss": 5e-3, "mfn": 1e-2,
-                "ffn": 1e-3, "relu_pe": 1e-3}
-    assert {m: default_lr(m, "fit_image") for m in available_networks()} == expected
+    recommended = {"nestnet": 5e-3, "siren": 1e-3, "finer": 5e-4, "wire": 5e-3, "gauss": 5e-3, "mfn": 1e-2,
+                   "ffn": 1e-3, "relu_pe": 1e-3}  # the networks' own; fitting uses the sweep's (test_lr_defaults)
+    assert {m: default_lr(m, "denoise") for m in available_networks()} == recommended
+    assert default_lr("finer", "fit_image") == pytest.approx(3 * recommended["finer"])
     assert default_lr("NestNet", "ct_reconstruct") == 5e-3
     with pytest.raises(ValueError, match="unknown task"):
         default_lr("nestnet", "deblur")
