@@ -163,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"platform": platform.platform(), "python": platform.python_version()},
               "results": results, "skimage_over_ours": ratios}
     if args.out is not None:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.common import write_json  # strict JSON, written atomically
+
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(args.out, record)
     return 0
 
 

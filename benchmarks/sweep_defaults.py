@@ -17,7 +17,6 @@ Command that produced ``benchmarks/results/lr_defaults_cpu.json`` (2 processes Ã
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -105,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
               "steps": args.steps, "multipliers": list(MULTIPLIERS), "recommended_lr": base,
               "sweep": sweep, "chosen": chosen, "validation": validation}
     if args.out is not None:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.common import write_json  # strict JSON, written atomically
+
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(args.out, record)
     return 0
 
 
