@@ -4,7 +4,9 @@ Every task parameter a panel shows, and every common fit setting, is a magicgui 
 its ``Param``: the label from the name, the value from the default, bounds from ``low``/``high``
 (``gui_high`` where ``high`` is unbounded), choices from ``choices`` and the tooltip from ``help`` (and
 ``units``). The panels read the values back by parameter name (:meth:`ParamFields.values`), checked by
-``Param.check``, so a parameter added to a spec appears in its panel without a panel edit.
+``Param.check``, so a parameter added to a spec appears in its panel without a panel edit; the other
+way round, :meth:`ParamFields.fill` sets fields from parameter values (a layer's metadata), checked the
+same way, and skips the values a field refuses.
 
 How ``None`` is given for an optional parameter:
 
@@ -29,6 +31,7 @@ __all__ = [
     "ParamFields",
     "param_widget",
     "read_param",
+    "write_param",
     "field_label",
     "field_tooltip",
     "zero_means_none",
@@ -196,6 +199,51 @@ def read_param(param: Any, widget: ValueWidget) -> Any:
     return param.check(raw)
 
 
+def write_param(param: Any, widget: ValueWidget, value: Any) -> None:
+    """Show the parameter value ``value`` in ``param``'s field (the inverse of :func:`read_param`).
+
+    The value is checked by ``param.check`` first, then put in the field's own terms (None: 0,
+    ``"none"`` or empty text; a tuple: its numbers as text); a float field shows more decimals when
+    the value needs them.
+
+    Raises:
+        ValueError, TypeError: the parameter or the field refuses the value (out of the field's
+            range, not one of its choices, more digits than a number field can show); one line, and
+            the field keeps its value.
+    """
+    checked = param.check(value)
+    if isinstance(widget, CheckBox):
+        widget.value = bool(checked)
+        return
+    if isinstance(widget, ComboBox):
+        shown = NONE_CHOICE if checked is None else checked
+        if shown not in widget.choices:
+            listed = ", ".join(str(c) for c in widget.choices)
+            raise ValueError(f"{param.name} must be one of {listed}; got {value!r}")
+        widget.value = shown
+        return
+    if isinstance(widget, (SpinBox, FloatSpinBox)):
+        number = 0 if checked is None else checked  # a spin box of an optional parameter: 0 means None
+        if not widget.min <= number <= widget.max:
+            raise ValueError(f"{param.name} must be in [{widget.min:g}, {widget.max:g}] in its field; got {value!r}")
+        if isinstance(widget, FloatSpinBox):
+            decimals = widget.native.decimals()
+            wanted = decimals
+            while round(float(number), wanted) != float(number) and wanted < 10:
+                wanted += 1
+            if wanted != decimals:
+                widget.native.setDecimals(wanted)  # 0.0625 mm must not become 0.06
+            before = widget.value
+            widget.value = float(number)
+            if not math.isclose(float(widget.value), float(number), rel_tol=1e-9, abs_tol=1e-12):
+                widget.value = before
+                raise ValueError(f"{param.name}: {value!r} has more digits than its field shows")
+            return
+        widget.value = int(number)
+        return
+    widget.value = _text(param, checked)
+
+
 class ParamFields:
     """The widgets of some parameters, by name, and their checked values.
 
@@ -256,6 +304,37 @@ class ParamFields:
                 continue
             done.append(name)
         return done
+
+    def set_value(self, name: str, value: Any) -> None:
+        """Show the parameter value ``value`` in the field ``name`` (see :func:`write_param`).
+
+        Raises:
+            KeyError: no field ``name``.
+            ValueError, TypeError: the value is refused (the field keeps its value).
+        """
+        write_param(self.params[name], self.widgets[name], value)
+
+    def fill(self, values: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+        """Set the fields named in ``values`` from parameter values, in the fields' order.
+
+        Names without a field are ignored; a value the parameter or its field refuses is skipped
+        (never raised).
+
+        Returns:
+            ``(set, skipped)``: the names that were set, and name -> why, for the values skipped.
+        """
+        done: list[str] = []
+        skipped: dict[str, str] = {}
+        for name in self.widgets:
+            if name not in values:
+                continue
+            try:
+                self.set_value(name, values[name])
+            except (ValueError, TypeError, OverflowError) as exc:
+                skipped[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                continue
+            done.append(name)
+        return done, skipped
 
     def reset(self) -> None:
         """Every field back to the value it started with."""

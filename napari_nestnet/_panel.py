@@ -5,8 +5,9 @@ parameter fields are generated from the task's description (``reconstruct.tasks.
 :mod:`napari_nestnet._fields`): the task's own parameters (``spec.params_for("gui")``) and the common
 fit settings (:data:`reconstruct.tasks.spec.FIT_PARAMS`); only the data-input pickers are written by
 hand per panel (:mod:`napari_nestnet._pickers`: they choose a suitable layer, never the ground truth,
-and the reference picker fills itself with the sample's ground truth).  Result layers keep the task's
-own record of what ran (:func:`reconstruct.app.records.run_record`) in ``layer.metadata``.
+a measurement picker can set the fields its layer's metadata names, and the reference picker fills
+itself with the sample's ground truth).  Result layers keep the task's own record of what ran
+(:func:`reconstruct.app.records.run_record`) in ``layer.metadata``.
 
 Run builds a :class:`~napari_nestnet._worker.Job` on the main thread (where every input is checked
 and copied, so the layer is never touched and a bad input is one notification line), then runs the
@@ -199,6 +200,14 @@ class TaskPanel(PickersMixin, SettingsMixin, ResultsMixin, Container):
     def default_width(cls) -> int:
         """The hidden-width field's default: :attr:`cpu_width` without a GPU, else :data:`HIDDEN_WIDTH`."""
         return HIDDEN_WIDTH if has_cuda() or cls.cpu_width is None else int(cls.cpu_width)
+
+    def restore_defaults(self) -> None:
+        """Every setting back to its default, then the fields the chosen inputs' metadata gives set from
+        it again (a fan-beam sinogram keeps its geometry: the chosen layers stay, and so do their facts)."""
+        super().restore_defaults()
+        filled = self.fill_from_inputs()
+        if filled and not self.running:
+            self._status.value = f"defaults restored; {filled}"
 
     # ------------------------------------------------------------------ fields
     @property

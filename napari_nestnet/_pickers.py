@@ -8,6 +8,12 @@ layers whose metadata says they are this task's data (a sinogram's ``angles_deg`
 nor with a result of this plugin (:func:`is_result`), so Run at defaults fits the measurement, not
 the truth or the previous result.  Once the user picks a layer the picker keeps it while it exists.
 
+An input picker made with ``fills_fields=True`` (the CT panels' measurement pickers) also sets the
+panel's parameter fields from the chosen layer's metadata (:meth:`PickersMixin.fill_from_metadata`):
+every metadata key that names one of the task's parameters (a sample's ``geometry``,
+``source_distance``, ``det_spacing`` ...) fills that field when the layer becomes the chosen one; a
+value the field refuses is skipped and said in the panel's status line and the log.
+
 The reference picker (:class:`ReferencePicker`) fills itself with the most recent ground-truth layer
 whose shape is the one the task's output will have, so metrics (and the classical baselines'
 metrics) appear without a click when the data came with its truth.
@@ -15,6 +21,7 @@ metrics) appear without a click when the data came with its truth.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
@@ -36,6 +43,8 @@ __all__ = [
     "check_same_units",
     "PickersMixin",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: ``layer.metadata["role"]`` of a ground-truth layer (the sample data sets it).
 GROUND_TRUTH = "ground_truth"
@@ -98,6 +107,9 @@ class LayerPicker:
         self.prefers = prefers or _any
         #: Whether the picker still chooses by itself (False once the user picked a layer).
         self.auto = True
+        #: Whether the chosen layer's metadata sets the panel's parameter fields (see
+        #: :meth:`PickersMixin.fill_from_metadata`; set by :meth:`PickersMixin.picker`).
+        self.fills_fields = False
         self._chosen: weakref.ref | None = None
         self._setting = False
         self.widget.changed.connect(self._on_changed)
@@ -178,16 +190,59 @@ class ReferencePicker(LayerPicker):
 
 class PickersMixin:
     """The pickers' side of a task panel (mixed into :class:`napari_nestnet._panel.TaskPanel`, whose
-    ``_viewer``, ``_pickers``, ``_ref``, ``_followers`` and ``_closed`` it uses): they choose again on
-    every layer-list change and when the active layer changes; fields filled from a layer's metadata
-    follow the layer.
+    ``_viewer``, ``_pickers``, ``_ref``, ``_followers``, ``_closed``, ``params``, ``_status`` and
+    ``running`` it uses): they choose again on every layer-list change and when the active layer
+    changes; fields filled from a layer's metadata follow the layer.
     """
 
-    def picker(self, label: str, kind: Any = Image, **kwargs: Any) -> LayerPicker:
-        """A :class:`LayerPicker` of this panel (chosen for the user on every layer change)."""
+    def picker(self, label: str, kind: Any = Image, *, fills_fields: bool = False, **kwargs: Any) -> LayerPicker:
+        """A :class:`LayerPicker` of this panel (chosen for the user on every layer change).
+
+        Args:
+            label, kind, kwargs: see :class:`LayerPicker`.
+            fills_fields: whether the chosen layer's metadata sets the task's parameter fields
+                (:meth:`fill_from_metadata`), each time the choice becomes another layer.
+        """
         picker = LayerPicker(label, kind, **kwargs)
+        picker.fills_fields = fills_fields
         self._pickers.append(picker)
+        if fills_fields:
+            self.follow(picker, lambda: self.fill_from_metadata(picker.value))
         return picker
+
+    def fill_from_metadata(self, layer: Layer | None) -> str:
+        """Set every task-parameter field whose name is a key of ``layer.metadata`` from its value.
+
+        Only the task's own parameters (the panel's generated fields of ``spec.params_for("gui")``)
+        are read; other keys (``angles_deg``, ``description`` ...) are left to the panel.  A value the
+        parameter or its field refuses (``geometry="parallel-beam"``, a distance out of range) is
+        skipped, never raised.  What was set and skipped is logged and, unless a run is in progress,
+        shown in the status line.
+
+        Returns:
+            that summary ("" when the metadata names no field).
+        """
+        md = _metadata(layer) if layer is not None else {}
+        wanted = {name: md[name] for name in self.params.widgets if name in md}
+        if not wanted:
+            return ""
+        done, skipped = self.params.fill(wanted)
+        parts = []
+        if done:
+            parts.append(f"set from {layer.name!r} metadata: {', '.join(done)}")
+        if skipped:
+            parts.append(f"skipped {layer.name!r} metadata " + "; ".join(
+                f"{name}={wanted[name]!r} ({why})" for name, why in skipped.items()))
+        message = "; ".join(parts)
+        logger.log(logging.WARNING if skipped else logging.INFO, "%s: %s", type(self).__name__, message)
+        if not self.running and not self._closed:
+            self._status.value = message
+        return message
+
+    def fill_from_inputs(self) -> str:
+        """:meth:`fill_from_metadata` from every field-filling picker's current layer (e.g. after the
+        fields went back to their defaults); returns the summaries."""
+        return "; ".join(filter(None, (self.fill_from_metadata(p.value) for p in self._pickers if p.fills_fields)))
 
     def follow(self, choice: LayerPicker | Widget, callback: Any) -> None:
         """Call ``callback`` whenever the layer chosen in ``choice`` becomes another layer.

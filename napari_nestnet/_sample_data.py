@@ -6,6 +6,17 @@ their "reference" field with it, so PSNR/SSIM and the classical baselines' metri
 box.  The measurements carry the metadata the panels read (CT angles, multi-frame shifts and
 rotations, the up-sampling factor), and low-resolution layers are scaled and shifted so they cover
 their ground truth in world coordinates.
+
+The fan-beam and cone-beam samples are made with the project's own projectors
+(:mod:`reconstruct.projectors`): exact line integrals of an analytic Shepp–Logan phantom along the
+geometry's rays (:func:`~reconstruct.projectors.phantoms.analytic_projections`, so no "inverse
+crime"), 1 % Gaussian noise, and the phantom rasterised on the grid the task reconstructs on by
+default.  Their metadata holds every geometry parameter under the task's own parameter names
+(``geometry``, ``source_distance``, ``source_detector_distance``, ``det_spacing``, ``det_offset``,
+``detector_shape``, ``voxel_size``, ``slice_spacing``; see :data:`reconstruct.tasks.CT_RECONSTRUCT`
+and :data:`reconstruct.tasks.CT_RECONSTRUCT_3D`) beside ``angles_deg`` and ``layout``, so
+``ct_reconstruct(data, md["angles_deg"], **{p: md[p] for p in task params if p in md})`` reconstructs
+them.
 """
 
 from __future__ import annotations
@@ -14,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ct_sinogram", "noisy_photo", "low_resolution", "multi_frame", "occupancy_volume"]
+__all__ = ["ct_sinogram", "fan_sinogram", "cone_beam_scan", "noisy_photo", "low_resolution", "multi_frame",
+           "occupancy_volume"]
 
 LayerData = tuple[Any, dict, str]
 
@@ -32,6 +44,17 @@ CT_ANGLES = 60
 PHOTO_SIZE = 128
 SR_FACTOR = 4
 OCCUPANCY_SIZE = 48
+FAN_SIZE = 128
+FAN_ANGLES = 120  # over 360°
+CONE_SIZE = 48
+CONE_ANGLES = 60  # over 360°
+NOISE_LEVEL = 0.01  # Gaussian noise, standard deviation as a fraction of the largest line integral
+
+# Fan beam: source 400 mm from the isocentre, flat detector at 800 mm, 2 mm pitch: 1 mm at the
+# isocentre, so the task's default grid (det_count pixels of det_spacing * d / dsd) is the phantom's.
+FAN_GEOMETRY = {"source_distance": 400.0, "source_detector_distance": 800.0, "det_spacing": 2.0}
+# Cone beam: the same magnification (2) at half the distances: a half cone angle of ~7° for 48 rows.
+CONE_GEOMETRY = {"source_distance": 200.0, "source_detector_distance": 400.0, "det_spacing": 2.0}
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -66,12 +89,121 @@ def ct_sinogram(size: int = CT_SIZE, n_angles: int = CT_ANGLES) -> list[LayerDat
     phantom = _phantom(size)
     angles = np.linspace(0.0, 180.0, n_angles, endpoint=False)
     sinogram = radon(phantom, theta=angles, circle=True).astype(np.float32)
-    meta = {"angles_deg": angles.tolist(), "layout": "skimage", "geometry": "parallel-beam",
+    meta = {"angles_deg": angles.tolist(), "layout": "skimage", "geometry": "parallel",
             "description": f"Shepp-Logan phantom {size}x{size}, {n_angles} views over 180 degrees"}
     return [
         (phantom, {"name": "shepp_logan_phantom (ground truth)", "visible": False, "colormap": "gray",
                    "metadata": _truth("ground truth of the CT sinogram sample")}, "image"),
         (sinogram, {"name": "ct_sinogram", "metadata": meta, "colormap": "gray"}, "image"),
+    ]
+
+
+def _noisy(projections: np.ndarray, level: float, seed: int) -> tuple[np.ndarray, dict]:
+    """``projections`` plus Gaussian noise of ``level`` × their largest value, and its description."""
+    from reconstruct.noise import gaussian_noise
+
+    sigma = float(level * np.abs(projections).max())
+    noisy = np.asarray(gaussian_noise(projections, sigma, seed=seed), dtype=np.float32)
+    return noisy, {"kind": "gaussian", "relative": float(level), "sigma": sigma, "seed": int(seed)}
+
+
+def fan_sinogram(size: int = FAN_SIZE, n_angles: int = FAN_ANGLES, noise: float = NOISE_LEVEL,
+                 seed: int = 0) -> list[LayerData]:
+    """A fan-beam sinogram (flat detector, 120 views over 360°, 1 % noise) of a 128² Shepp–Logan phantom.
+
+    Geometry (mm): source 400 from the rotation axis, flat detector 800 from the source, ``size``
+    elements of 2 mm (1 mm at the isocentre: the phantom's pixel).  The detector sees a disc of
+    radius of about 0.98 × ``size / 2`` mm; the phantom (modified Shepp–Logan, radius 0.9 × ``size / 2`` mm)
+    lies inside it.  The sinogram is in scikit-image's layout (detectors × angles), like
+    :func:`ct_sinogram`; angles turn counter-clockwise (:mod:`reconstruct.projectors.geometry`).
+    ``layer.metadata`` holds ``angles_deg``, ``layout`` and the task's geometry parameters
+    (``geometry="fan"``, distances, ``det_spacing``, ``det_offset``, ``detector_shape``), for
+    information ``det_count`` and the pixel size ``voxel_size`` (mm), the noise, and a description.
+    The phantom is added, hidden, as the reference (``size``², on the grid
+    ``ct_reconstruct(..., geometry="fan")`` reconstructs on by default).
+
+    Args:
+        size: the phantom's side and the detector's element count.
+        n_angles: the number of views over 360°.
+        noise: standard deviation of the Gaussian noise as a fraction of the largest line integral.
+        seed: seed of the noise.
+    """
+    import torch
+
+    from reconstruct.projectors import FanBeam2D
+    from reconstruct.projectors.phantoms import analytic_projections, rasterize, shepp_logan_2d
+
+    d, dsd, pitch = (FAN_GEOMETRY[k] for k in ("source_distance", "source_detector_distance", "det_spacing"))
+    pixel = pitch * d / dsd
+    angles = np.linspace(0.0, 360.0, n_angles, endpoint=False)
+    geom = FanBeam2D((size, size), np.deg2rad(angles), size, d, dsd, pitch, pixel, detector="flat")
+    shapes = shepp_logan_2d(0.9 * size / 2.0 * pixel)
+    with torch.no_grad():
+        # (clipped: the ellipses' sums leave rounding residues of ~1e-17 around zero)
+        phantom = np.clip(rasterize(shapes, geom, supersample=4).numpy(), 0.0, None).astype(np.float32)
+        clean = analytic_projections(shapes, geom).numpy()  # (views, detectors)
+    sinogram, noise_md = _noisy(clean, noise, seed)
+    meta = {"angles_deg": angles.tolist(), "layout": "skimage", "geometry": "fan", **FAN_GEOMETRY,
+            "det_offset": 0.0, "detector_shape": "flat", "det_count": size, "voxel_size": pixel,
+            "noise": noise_md,
+            "description": f"Shepp-Logan phantom {size}x{size} ({pixel:g} mm pixels), fan beam, flat detector, "
+                           f"{n_angles} views over 360 degrees, {100 * noise:g} % Gaussian noise"}
+    return [
+        (phantom, {"name": "shepp_logan_fan (ground truth)", "visible": False, "colormap": "gray",
+                   "metadata": _truth("ground truth of the fan-beam sinogram sample", voxel_size=pixel)}, "image"),
+        (np.ascontiguousarray(sinogram.T), {"name": "ct_fan_sinogram", "metadata": meta, "colormap": "gray"},
+         "image"),
+    ]
+
+
+def cone_beam_scan(size: int = CONE_SIZE, n_angles: int = CONE_ANGLES, noise: float = NOISE_LEVEL,
+                   seed: int = 0) -> list[LayerData]:
+    """A cone-beam scan (flat panel, 60 views over 360°, 1 % noise) of a 48³ 3-D Shepp–Logan phantom.
+
+    Geometry (mm): circular orbit, source 200 from the rotation (z) axis, flat panel 400 from the
+    source with ``size`` × ``size`` pixels of 2 mm (1 mm at the isocentre: the phantom's voxel).  The
+    projections are ``(views, rows, cols)`` (row 0 is the lowest z, columns along the detector axis;
+    :mod:`reconstruct.projectors.geometry`), as ``ct_reconstruct_3d(..., geometry="cone")`` takes them.
+    ``layer.metadata`` holds ``angles_deg``, ``layout``, the task's geometry parameters
+    (``geometry="cone"``, distances, ``det_spacing``, ``voxel_size``, ``slice_spacing``), ``det_shape``
+    (rows, cols), the noise and a description.  The phantom (radius 0.85 × ``size / 2`` mm) is added,
+    hidden, as the reference, on the grid the task reconstructs on by default (``size``³ voxels of
+    1 mm, centred on the rotation axis: its ``scale`` and ``translate`` are the task's spacing and
+    origin, so it overlays the reconstruction).
+
+    Args:
+        size: the phantom's side and the panel's rows and columns.
+        n_angles: the number of views over 360°.
+        noise: standard deviation of the Gaussian noise as a fraction of the largest line integral.
+        seed: seed of the noise.
+    """
+    import torch
+
+    from reconstruct.projectors import ConeBeam3D
+    from reconstruct.projectors.phantoms import analytic_projections, rasterize, shepp_logan_3d
+
+    d, dsd, pitch = (CONE_GEOMETRY[k] for k in ("source_distance", "source_detector_distance", "det_spacing"))
+    voxel = pitch * d / dsd
+    angles = np.linspace(0.0, 360.0, n_angles, endpoint=False)
+    geom = ConeBeam3D((size, size, size), np.deg2rad(angles), (size, size), d, dsd, pitch, voxel)
+    shapes = shepp_logan_3d(0.85 * size / 2.0 * voxel)
+    with torch.no_grad():
+        phantom = np.clip(rasterize(shapes, geom, supersample=2).numpy(), 0.0, None).astype(np.float32)
+        clean = analytic_projections(shapes, geom).numpy()  # (views, rows, cols)
+    projections, noise_md = _noisy(clean, noise, seed)
+    meta = {"angles_deg": angles.tolist(), "layout": "views, rows, cols", "geometry": "cone", **CONE_GEOMETRY,
+            "det_shape": [size, size], "detector_shape": "flat", "voxel_size": voxel, "slice_spacing": voxel,
+            "noise": noise_md,
+            "description": f"3-D Shepp-Logan phantom {size}^3 ({voxel:g} mm voxels), cone beam, flat panel "
+                           f"{size}x{size}, {n_angles} views over 360 degrees, {100 * noise:g} % Gaussian noise"}
+    spacing = (voxel,) * 3
+    origin = tuple(-(size - 1) / 2.0 * s for s in spacing)  # the task's extras["origin"]
+    return [
+        (phantom, {"name": "shepp_logan_3d (ground truth)", "visible": False, "colormap": "gray",
+                   "scale": spacing, "translate": origin,
+                   "metadata": _truth("ground truth of the cone-beam sample", spacing=list(spacing),
+                                      origin=list(origin))}, "image"),
+        (projections, {"name": "ct_cone_projections", "metadata": meta, "colormap": "gray"}, "image"),
     ]
 
 

@@ -5,9 +5,10 @@ layer, never the ground truth; written here, per panel, because they are what is
 turns the task's ``FitResult`` into layers.  Every parameter field — the task's own
 (``SPECS[task].params_for("gui")``) and the common fit settings — is generated from the task's
 description by :class:`napari_nestnet._panel.TaskPanel`; a panel reads them back by name
-(:meth:`~napari_nestnet._panel.TaskPanel.field`) only where an input fills one in (a scale or a
-layout from the layer's metadata).  The image and CT panels are here; occupancy and the PINN in
-:mod:`napari_nestnet._widgets_3d`.  See :mod:`napari_nestnet._panel` for the run machinery.
+(:meth:`~napari_nestnet._panel.TaskPanel.field`) only where an input fills one in (a scale from the
+layer's metadata; the CT pickers set every field their layer's metadata names).  The image and CT
+panels are here; occupancy and the PINN in :mod:`napari_nestnet._widgets_3d`.  See
+:mod:`napari_nestnet._panel` for the run machinery.
 """
 
 from __future__ import annotations
@@ -244,11 +245,13 @@ class MultiFrameSuperResolvePanel(TaskPanel):
 
 # ---------------------------------------------------------------------------------------- CT
 class CTReconstructionPanel(TaskPanel):
-    """Parallel-beam CT: fit the INR through a differentiable Radon transform; FBP beside it.
+    """2-D CT (parallel or fan beam): fit the INR through a differentiable projector; FBP beside it.
 
-    The angles come from the sinogram layer's metadata (``angles_deg``, and ``layout``) when it has
-    them (the sample data does), else from start/stop/count.  The sinogram picker prefers layers
-    with ``angles_deg``.
+    The angles come from the sinogram layer's metadata (``angles_deg``) when it has them (the sample
+    data does), else from start/stop/count.  Every other metadata key that names a task parameter
+    (``layout``, ``geometry``, ``source_distance``, ``det_spacing`` ...) sets that field when the
+    layer is chosen (:meth:`~napari_nestnet._pickers.PickersMixin.fill_from_metadata`).  The sinogram
+    picker prefers layers with ``angles_deg``.
     """
 
     task = "ct_reconstruct"
@@ -259,9 +262,10 @@ class CTReconstructionPanel(TaskPanel):
     cpu_steps = 80  # 128², 60 views: 23 s on 2 cores, 37.2 dB against FBP's 29.3 (the ramp + TV plateau)
 
     def _task_widgets(self) -> list[Widget]:
-        self._sinogram = self.picker("sinogram", accepts=image_with(2, rgb=False),
+        self._sinogram = self.picker("sinogram", accepts=image_with(2, rgb=False), fills_fields=True,
                                      prefers=lambda layer: _md(layer).get("angles_deg") is not None,
-                                     tooltip="a 2-D sinogram image layer; one with 'angles_deg' metadata first")
+                                     tooltip="a 2-D sinogram image layer; one with 'angles_deg' metadata first "
+                                             "(its metadata also sets the fields it names: layout, geometry ...)")
         self._angles_from_metadata = CheckBox(label="angles from layer metadata", value=False, enabled=False,
                                               tooltip="use layer.metadata['angles_deg'] when present")
         manual = " (used when the layer has no 'angles_deg' metadata)"
@@ -300,10 +304,7 @@ class CTReconstructionPanel(TaskPanel):
 
     def _sync_angles(self) -> None:
         layer = self._sinogram.value
-        angles = self._metadata_angles(layer)
-        layout = self.field("layout")
-        if _md(layer).get("layout") in layout.choices:
-            layout.value = _md(layer)["layout"]
+        angles = self._metadata_angles(layer)  # (layout & co. are set by the picker: fills_fields)
         self._angles_from_metadata.enabled = angles is not None
         self._angles_from_metadata.value = angles is not None
         if angles is not None and angles.size:

@@ -1,9 +1,13 @@
 """The 3-D CT panel: one INR for a volume, from a sinogram stack or a cone-beam scan (``ct_reconstruct_3d``).
 
 The parameter fields are generated from the task's spec; the panel adds the projections picker and the
-angles (start, stop, count; filled from the layer's shape and ``angles_deg`` metadata). The result and
-the FBP/FDK volume are image layers with the volume's voxel size as ``scale`` and its first voxel's
-centre as ``translate`` (mm, centred on the rotation axis), so they overlay in physical units.
+angles (start, stop, count; filled from the layer's shape and ``angles_deg`` metadata).  Every other
+metadata key of the projections layer that names a task parameter (``geometry``, ``source_distance``,
+``det_spacing``, ``voxel_size`` ...) sets that field when the layer is chosen
+(:meth:`~napari_nestnet._pickers.PickersMixin.fill_from_metadata`), and the reference picker fills
+itself with a ground-truth volume of the output's shape.  The result and the FBP/FDK volume are image
+layers with the volume's voxel size as ``scale`` and its first voxel's centre as ``translate`` (mm,
+centred on the rotation axis), so they overlay in physical units.
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ class CT3DReconstructionPanel(TaskPanel):
     cpu_steps = 100  # 16³ Shepp–Logan stack, 30 views: 35.1 dB against FBP's 26.3 in ~10 s on 2 cores
 
     def _task_widgets(self) -> list[Widget]:
-        self._projections = self.picker("projections", accepts=image_with(3, rgb=False),
+        self._projections = self.picker("projections", accepts=image_with(3, rgb=False), fills_fields=True,
                                         prefers=lambda layer: _angles_md(layer) is not None,
                                         tooltip="a 3-D image layer: (Z, angles, detectors) sinograms or (views, "
-                                                "rows, cols) cone-beam projections")
+                                                "rows, cols) cone-beam projections (its metadata also sets the "
+                                                "fields it names: geometry, distances ...)")
         self._angle_start = FloatSpinBox(label="first angle (°)", min=-360.0, max=360.0, value=0.0,
                                          tooltip="the first projection's angle, degrees (ignored when the layer "
                                                  "has 'angles_deg' metadata)")
@@ -60,6 +65,19 @@ class CT3DReconstructionPanel(TaskPanel):
         self._angle_stop.value = 180.0 if self.field("geometry").value == "parallel" else 360.0
         if layer is not None and np.ndim(layer.data) == 3:
             self._angle_count.value = int(layer.data.shape[0 if cone else 1])
+
+    def expected_reference_shape(self) -> tuple[int, ...] | None:
+        """The volume ``(Z, H, W)`` the task makes of the chosen layer (the rule of
+        :func:`reconstruct.tasks.ct3d._scan`): cone beam ``(output_slices or rows, size, size)``, a
+        sinogram stack ``(Z, size, size)``, ``size`` = ``output_size`` or the detector columns."""
+        layer = self._projections.value
+        if layer is None or np.ndim(layer.data) != 3:
+            return None
+        shape = tuple(int(n) for n in layer.data.shape)
+        size = self.params.value("output_size") or shape[2]
+        if self.params.value("geometry") == "cone":
+            return (self.params.value("output_slices") or shape[1], size, size)
+        return (shape[0], size, size)
 
     def angles_deg(self) -> np.ndarray:
         """The projection angles (degrees) the next Run will use."""
