@@ -161,6 +161,10 @@ def _speed_section(results: Path) -> list[str]:
         if not lines:
             lines += ["## Speed and memory", ""]
         lines += _generic_benchmark(rec, path.stem)
+    for path in sorted(results.glob("slice_models_*.json")):
+        from benchmarks.bench_slice_models import results_section
+
+        lines += (["## Speed and memory", ""] if not lines else []) + results_section(read_json(path))
     return lines
 
 
