@@ -253,9 +253,10 @@ def fit(
     primary = names[0] if names else None
 
     def render_output() -> np.ndarray:
+        pointwise = operator.pointwise_output
         field_ = render(model, operator.signal_shape, spacing=operator.spacing, chunk_size=chunk_size,
-                        transform=operator.output_transform)
-        return _to_layout(field_, operator.channels)
+                        transform=operator.output_transform if pointwise else None)
+        return _to_layout(field_ if pointwise else operator.output_transform(field_), operator.channels)
 
     def residual_now() -> float:
         field_ = render(model, operator.signal_shape, spacing=operator.spacing, chunk_size=chunk_size, out_device=dev)

@@ -7,7 +7,8 @@ task is fitted by the same loop (:func:`reconstruct.fit.fit`).  An operator know
 * ``forward(f)``: the measurement predicted from the field ``f`` of shape ``(*signal_shape, C)``;
 * ``loss(pred, target)``: the data term (MSE unless stated);
 * ``pointwise``: whether ``A`` acts point by point, so random coordinate batches are allowed;
-* ``output_transform(f)``: how raw network output becomes the reconstruction (e.g. a sigmoid);
+* ``output_transform(f)``: how raw network output becomes the reconstruction (e.g. a sigmoid, or a
+  support mask: then ``pointwise_output`` is False and it gets the whole field);
 * ``metric_names``: the metrics against a reference, the first one deciding the best iterate.
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "Downsample",
     "WarpDownsample",
     "RadonOperator",
+    "ProjectorOperator",
     "OccupancyOperator",
     "HIGHER_IS_BETTER",
 ]
@@ -46,6 +48,9 @@ class Operator(nn.Module):
     """
 
     pointwise = False
+    #: ``output_transform`` acts on each value alone (rendering applies it chunk by chunk); False: it
+    #: needs the whole field ``(*signal_shape, C)`` (a support mask).
+    pointwise_output = True
     metric_names: tuple[str, ...] = ("psnr", "ssim")
 
     def __init__(self, signal_shape: Sequence[int], channels: int = 1, spacing: Sequence[float] | None = None):
@@ -217,17 +222,30 @@ class RadonOperator(Operator):
         angles: projection angles in radians.
         det_count: detector bins (default: ``resolution``).
         scale: the measurement is divided by this (sinograms are normalised for the loss's sake).
+        clip_to_circle: the object lies in the inscribed disc (scikit-image's ``circle=True``): only
+            the disc is projected and the reconstruction (:meth:`output_transform`) is zero outside it.
+            Without it the corners, which few rays cross, are free to take any value.
     """
 
-    def __init__(self, resolution: int, angles, det_count: int | None = None, scale: float = 1.0):
+    def __init__(self, resolution: int, angles, det_count: int | None = None, scale: float = 1.0,
+                 clip_to_circle: bool = False):
         super().__init__((resolution, resolution), 1)
         from .radon import Radon
 
-        self.radon = Radon(resolution, angles, det_count=det_count)
+        self.radon = Radon(resolution, angles, det_count=det_count, clip_to_circle=clip_to_circle)
         self.scale = float(scale)
+        disc = None
+        if clip_to_circle:
+            offset = torch.arange(resolution) - resolution // 2
+            disc = ((offset[:, None] ** 2 + offset[None, :] ** 2) <= (resolution // 2) ** 2)[..., None].float()
+        self.register_buffer("support", disc)
+        self.pointwise_output = disc is None
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.radon.forward(f[..., 0]) / self.scale
+
+    def output_transform(self, f: torch.Tensor) -> torch.Tensor:
+        return f if self.support is None else f * self.support.to(f.device, f.dtype)
 
     def raw(self, f: torch.Tensor) -> torch.Tensor:
         # subclasses that filter the data term (the ramp-preconditioned CT loss) keep the plain projection
@@ -248,3 +266,48 @@ class OccupancyOperator(Identity):
 
     def output_transform(self, f: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(f)
+
+
+class ProjectorOperator(Operator):
+    """CT through any 2-D projector of :mod:`reconstruct.projectors` (fan beam, …): ``y = P(f) / scale``.
+
+    The data term can compare filtered projections (``data_filter``, the filter's response to
+    ``data_filter_power``), the preconditioned least squares of the parallel-beam task; ``support``
+    restricts the object to a mask (the inscribed disc), applied before projecting and to the output.
+
+    Args:
+        projector: a 2-D projector with ``volume_shape`` ``(H, W)``, batched over leading dimensions.
+        scale: projections are divided by this (the fit's normalisation).
+        data_filter: FBP filter name of the data term (None: plain least squares).
+        data_filter_power: power of that filter's frequency response.
+        support: boolean ``(H, W)`` mask of where the object may be (None: everywhere).
+    """
+
+    def __init__(self, projector: nn.Module, scale: float = 1.0, data_filter: str | None = None,
+                 data_filter_power: float = 1.0, support: torch.Tensor | None = None) -> None:
+        super().__init__(tuple(projector.volume_shape), 1)
+        self.projector = projector
+        self.scale = float(scale)
+        self.data_filter = data_filter
+        self.power = float(data_filter_power)
+        mask = None if support is None else torch.as_tensor(support).bool()[..., None].float()
+        self.register_buffer("support", mask)
+        self.pointwise_output = mask is None
+
+    def output_transform(self, f: torch.Tensor) -> torch.Tensor:
+        return f if self.support is None else f * self.support.to(f.device, f.dtype)
+
+    def raw(self, f: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.output_transform(f)[..., 0]) / self.scale
+
+    def _filter(self, values: torch.Tensor) -> torch.Tensor:
+        from .projectors.filters import ramp_filter
+
+        # spacing 0.5: iradon's scale (twice the true ramp), as the parallel-beam data term, so TV weights agree
+        return values if self.data_filter is None else ramp_filter(values, 0.5, self.data_filter, power=self.power)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self._filter(self.raw(f))
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(pred, self._filter(target))

@@ -77,21 +77,23 @@ class SliceStackOperator(Operator):
         spacing: ``(sz, sy, sx)`` mm (the INR's grid keeps this aspect, so slices are continuous in z).
         scale: projections are divided by this (the fit's normalisation).
         data_filter: compare ramp-filtered sinograms with this FBP filter (None: plain least squares).
+        data_filter_power: the filter's response to this power (0.5: the 2-D task's ramp-weighted term).
     """
 
     def __init__(self, projector: torch.nn.Module, n_slices: int, spacing: Sequence[float], scale: float = 1.0,
-                 data_filter: str | None = None) -> None:
+                 data_filter: str | None = None, data_filter_power: float = 1.0) -> None:
         super().__init__((int(n_slices), *projector.volume_shape), 1, spacing)
         self.projector = projector
         self.scale = float(scale)
         self.data_filter = data_filter
+        self.power = float(data_filter_power)
 
     def raw(self, f: torch.Tensor) -> torch.Tensor:
         return self.projector(f[..., 0]) / self.scale
 
     def _filter(self, values: torch.Tensor) -> torch.Tensor:
         # iradon's scale (twice the true ramp), as the 2-D task's data term: its TV weights mean the same here
-        return values if self.data_filter is None else ramp_filter(values, 0.5, self.data_filter)
+        return values if self.data_filter is None else ramp_filter(values, 0.5, self.data_filter, power=self.power)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self._filter(self.raw(f))

@@ -212,14 +212,18 @@ class Radon(torch.nn.Module):
                                        dim=-1)[..., : self.det_count]
         return filtered * (math.pi / (2 * self.n_angles))
 
-    def ramp_filter(self, sinogram: torch.Tensor, filter_name: str | None = "ramp") -> torch.Tensor:
-        """iradon's filtering step in per-pixel units (no angular factor): the FBP-filtered data term."""
+    def ramp_filter(self, sinogram: torch.Tensor, filter_name: str | None = "ramp", power: float = 1.0) -> torch.Tensor:
+        """iradon's filtering step in per-pixel units (no angular factor): the FBP-filtered data term.
+
+        ``power`` raises the filter's frequency response to that power (1: the FBP filter itself;
+        0.5: the square root, whose squared error is the ramp-weighted norm ``(Af − y)ᵀ R (Af − y)``).
+        """
         check_filter_name(filter_name)
         sinogram = self._sino(sinogram)
-        return self._filter(sinogram, check_filter_name(filter_name), edge_bins=False, circle=True)
+        return self._filter(sinogram, check_filter_name(filter_name), edge_bins=False, circle=True, power=power)
 
     def _filter(self, sinogram: torch.Tensor, filter_name: str | None, edge_bins: bool,
-                circle: bool) -> torch.Tensor:
+                circle: bool, power: float = 1.0) -> torch.Tensor:
         """Filtered sinogram; with ``edge_bins`` also the filter's output one bin past each edge."""
         if filter_name is None:
             filtered = F.pad(sinogram, (1, 1)) if edge_bins else sinogram
@@ -227,7 +231,10 @@ class Radon(torch.nn.Module):
         # iradon pads a circle=True sinogram to the image diagonal before choosing its FFT length.
         base = int(math.ceil(math.sqrt(2.0) * self.det_count)) if circle else self.det_count
         size = padded_size(base)
-        response = torch.from_numpy(fourier_filter(size, filter_name)).to(sinogram.device, sinogram.dtype)
+        response = fourier_filter(size, filter_name)
+        if power != 1.0:
+            response = np.maximum(response, 0.0) ** power
+        response = torch.from_numpy(response).to(sinogram.device, sinogram.dtype)
         full = torch.fft.irfft(torch.fft.rfft(sinogram, n=size, dim=-1) * response, n=size, dim=-1)
         if edge_bins:
             filtered = torch.cat((full[..., -1:], full[..., : self.det_count + 1]), dim=-1)

@@ -86,6 +86,8 @@ def run_record(
         "extras": scalars,
         **extra,
     }
+    if extras.get("tv_search") is not None:  # the TV weights compared on held-out data, and the one chosen
+        record["tv_search"] = extras["tv_search"]
     if history:
         record["history"] = result.history
     if with_versions:

@@ -211,8 +211,8 @@ class NestNetTaskd(MapTransform):
         model_kwargs: constructor arguments when ``model`` is a name.
         index_order: ``"itk"`` (MONAI readers' ``(x, y)`` index order) or ``"numpy"``.
         reference_key: key of a ground truth (same convention as the output) for metrics.
-        result_key: if given, ``{"metrics", "best", "seconds", "steps", "stopped_by", "parameters"}`` of the
-            fit go there.
+        result_key: if given, ``{"metrics", "best", "seconds", "steps", "stopped_by", "parameters", "stop",
+            "tv_search"}`` of the fit go there.
         allow_missing_keys: skip absent keys instead of raising ``KeyError``.
     """
 
@@ -349,6 +349,9 @@ class NestNetTaskd(MapTransform):
             "steps": int(result.steps),
             "stopped_by": str(result.stopped_by),
             "parameters": json_safe((result.extras or {}).get("parameters", {})),
+            # the ground-truth-free choices: the stop (step, held-out curve) and, when searched, the TV weight
+            "stop": json_safe((result.extras or {}).get("stop")),
+            "tv_search": json_safe((result.extras or {}).get("tv_search")),
         }
 
     # ------------------------------------------------------------------------------------- geometry

@@ -74,16 +74,20 @@ def fourier_filter(size: int, filter_name: str, arc_step: float = 0.0) -> np.nda
 
 
 def ramp_filter(values: torch.Tensor, spacing: float, filter_name: str | None = "ramp", size: int | None = None,
-                arc_step: float = 0.0) -> torch.Tensor:
+                arc_step: float = 0.0, power: float = 1.0) -> torch.Tensor:
     """Convolve the last axis with the true ramp kernel (physical units: 1 / spacing^2 per sample).
 
     ``None`` returns ``values`` unchanged. The result is ``|omega|``-filtered (half of iradon's filter).
+    ``power`` raises the response to that power (0.5: the square root, a ramp-weighted data term).
     """
     name = check_filter_name(filter_name)
     if name is None:
         return values
     n = values.shape[-1]
     size = padded_size(n) if size is None else size
-    response = torch.from_numpy(fourier_filter(size, name, float(arc_step))).to(values.device, values.dtype)
+    response = fourier_filter(size, name, float(arc_step))
+    if power != 1.0:
+        response = np.maximum(response, 0.0) ** power
+    response = torch.from_numpy(response).to(values.device, values.dtype)
     full = torch.fft.irfft(torch.fft.rfft(values, n=size, dim=-1) * response, n=size, dim=-1)
     return full[..., :n] * (0.5 / spacing)

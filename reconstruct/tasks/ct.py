@@ -7,18 +7,19 @@ fan beam with distances in mm) and return a FitResult-compatible result.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..fit import FitResult, compute_metrics
-from ..operators import RadonOperator
+from ..operators import ProjectorOperator, RadonOperator
 from ..projectors import DETECTOR_SHAPES, FanBeam2D, ParallelBeam2D
 from ..projectors.solvers import SOLVERS, make_solver
 from ..radon import FILTER_NAMES, LAYOUTS, Radon, validate_sinogram
-from ..stopping import estimate_noise_sigma
-from .common import as_array, check_sinogram_layout, normalisation, stop_plan
+from ..stopping import HeldOut, estimate_noise_sigma
+from .common import StopPlan, as_array, check_sinogram_layout, normalisation, stop_plan
 from .runner import build_network, run_fit, run_parameters, task_function
 from .spec import DataInput, FitSettings, Param, TaskSpec, stop_params
 
@@ -45,8 +46,14 @@ CT_RECONSTRUCT = TaskSpec(
               flag="--filter"),
         Param("tv_weight", float, 1e-3, "total-variation weight on the normalised image (0 = off)", low=0.0,
               gui_high=10.0),
+        Param("tv_search", bool, True, "inr and tv: choose the TV weight among tv_weight x (1/3, 1, 3) by the "
+              "error on held-out projections (one fit each), then reconstruct from all projections with it "
+              "(only with the held-out stop: not for tv_weight 0, held_out 0 or another stop rule)"),
         Param("data_filter", str, "ramp", "fit FBP-filtered sinograms with this filter (fast on fine detail); "
               "None fits the sinogram itself (plain least squares)", choices=FILTER_NAMES, optional=True),
+        Param("data_filter_power", float, 0.5, "power of the data filter's frequency response: 1 fits FBP-filtered "
+              "sinograms (fastest on detail, amplifies noise most); 0.5 weights the residual by the ramp, so the "
+              "image converges evenly across frequencies", low=0.0, low_open=True, gui_high=1.0),
         Param("circle", bool, True, "zero the reconstruction outside the inscribed circle, as iradon(circle=True)"),
         Param("method", str, "inr", "inr fits the network; fbp, sirt, sart (OS-SART), cgls, tv (Chambolle-Pock) "
               "are the classical solvers on the same projector", choices=METHODS),
@@ -65,7 +72,7 @@ CT_RECONSTRUCT = TaskSpec(
         Param("iterations", int, None, "iterations of sirt/sart/cgls/tv (None: the solver's default)", low=1,
               optional=True, gui_high=10000),
         # stop="auto" with held_out=0: all steps, as before the stop rules; held_out > 0 alone turns the stop on.
-        *stop_params(stop="auto", held_out=0.0, what="projections (inr; spread over the arc)", patience=40,
+        *stop_params(stop="auto", held_out=0.1, what="projections (inr; spread over the arc)", patience=40,
                      sigma_none="estimated from the sinogram's finest wavelet scale"),
     ),
     metrics=("psnr", "ssim"),
@@ -91,15 +98,16 @@ class _FilteredRadon(RadonOperator):
     whose minimiser is the same for consistent data.
     """
 
-    def __init__(self, *args: Any, data_filter: str = "ramp", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, data_filter: str = "ramp", power: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.data_filter = data_filter
+        self.power = float(power)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.radon.ramp_filter(super().forward(f), self.data_filter)
+        return self.radon.ramp_filter(super().forward(f), self.data_filter, self.power)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.mse_loss(pred, self.radon.ramp_filter(target, self.data_filter))
+        return torch.nn.functional.mse_loss(pred, self.radon.ramp_filter(target, self.data_filter, self.power))
 
 
 def _circle_mask(n: int) -> np.ndarray:
@@ -159,11 +167,16 @@ def _solve(sino: np.ndarray, angles_deg: np.ndarray, angles_rad: np.ndarray, siz
     image_scale = float(np.percentile(np.abs(fbp.numpy()), 99.9)) or 1.0
     kwargs: dict[str, Any] = {} if params["iterations"] is None else {"iterations": params["iterations"]}
     method = params["method"]
+    tv_record: dict[str, Any] | None = None
     if method == "fbp":
         output = fbp
     else:
         if method == "tv":
-            kwargs["weight"] = _tv_lambda(params["tv_weight"], sino, image_scale, size * size)
+            weight = params["tv_weight"]
+            if params["tv_search"] and weight > 0 and params["held_out"] > 0 and params["stop"] in ("auto", "held_out"):
+                weight, trials = _search_tv_solver(sino, angles_rad, size, image_scale, params, kwargs)
+                tv_record = {"weights": trials, "chosen": weight}
+            kwargs["weight"] = _tv_lambda(weight, sino, image_scale, size * size)
         solver = make_solver(method, **kwargs)
         output = solver(op, y)
     mask = _circle_mask(size) if params["circle"] else np.ones((size, size), bool)
@@ -171,6 +184,8 @@ def _solve(sino: np.ndarray, angles_deg: np.ndarray, angles_rad: np.ndarray, siz
     fbp_np = (fbp.numpy() * mask).astype(np.float32)
     metrics: dict[str, float] = {}
     extras: dict[str, Any] = {"fbp": fbp_np}
+    if tv_record is not None:
+        extras["tv_search"] = tv_record
     if ref is not None:
         ref_norm = normalisation(ref, "reference", allow_constant=True)
         data_range = ref_norm.scale if ref_norm.method != "constant" else image_scale
@@ -185,20 +200,102 @@ def _solve(sino: np.ndarray, angles_deg: np.ndarray, angles_rad: np.ndarray, siz
 
 
 
-def held_out_projections(n_angles: int, fraction: float) -> np.ndarray:
+def tv_candidates(weight: float) -> tuple[float, ...]:
+    """The TV weights ``tv_search`` compares: ``weight`` × (1/3, 1, 3) (a decade in half-decade steps)."""
+    if not weight > 0:
+        raise ValueError("tv_search needs tv_weight > 0 (the middle of the weights it compares); e.g. 1e-3")
+    return (weight / 3.0, weight, weight * 3.0)
+
+
+def _search_tv_solver(sino: np.ndarray, angles_rad: np.ndarray, size: int, image_scale: float,
+                      params: dict[str, Any], kwargs: dict[str, Any]) -> tuple[float, list[dict[str, float]]]:
+    """The TV solver's weight by held-out projections: solve from the kept views, score the held-out ones."""
+    held = held_out_projections(len(angles_rad), params["held_out"], angles_rad)[:, 0]
+    det_count = sino.shape[1]
+    kept_op = _projector(params, size, angles_rad[~held], det_count)
+    held_op = _projector(params, size, angles_rad[held], det_count)
+    y_kept = torch.from_numpy(sino[~held].astype(np.float64))
+    y_held = torch.from_numpy(sino[held].astype(np.float64))
+    trials = []
+    for weight in tv_candidates(params["tv_weight"]):
+        lam = _tv_lambda(weight, sino[~held], image_scale, size * size)
+        x = make_solver("tv", **kwargs, weight=lam)(kept_op, y_kept)
+        with torch.no_grad():
+            error = float((held_op(x) - y_held).square().mean())
+        trials.append({"tv_weight": weight, "held_out_error": error})
+    return min(trials, key=lambda t: t["held_out_error"])["tv_weight"], trials
+
+
+def _search_tv_inr(fit_with: Any, settings: FitSettings, params: dict[str, Any], held: Any,
+                   sino_scale: float) -> tuple[FitResult, dict[str, Any]]:
+    """``tv_search`` for the INR: a held-out fit per weight, then the winner refitted on all projections.
+
+    Each candidate is fitted without the held-out projections and stopped at its lowest held-out
+    error; the weight with the lowest error wins and is fitted again from the same initial state on
+    every projection for the step count it chose (the fit loop's own refit, on the same schedule).
+    """
+    fraction = params["held_out"]
+    plan = StopPlan("held_out", held_out=HeldOut(held(fraction), patience=params["patience"], refit=False),
+                    scale=sino_scale)
+    trials, chosen, seconds = [], None, 0.0
+    for weight in tv_candidates(params["tv_weight"]):
+        trial, net_kwargs = fit_with(weight, settings, plan)
+        seconds += trial.seconds
+        if trial.cancelled:
+            trial.extras["stop"] = plan.report(trial)
+            return trial, net_kwargs
+        trials.append({"tv_weight": weight, "held_out_error": trial.held_out.error * sino_scale ** 2,
+                       "step": trial.held_out.step, "seconds": trial.seconds})
+        if chosen is None or trial.held_out.error < chosen[1].held_out.error:
+            chosen = (weight, trial)
+    weight, trial = chosen
+    trial.extras["tv_search"] = {"weights": trials, "chosen": weight}
+    if not params["refit"]:  # the chosen iterate itself, as the fit loop's held-out stop without refit
+        trial.extras["stop"] = plan.report(trial)
+        trial.seconds = seconds
+        return trial, net_kwargs
+    k = max(1, trial.held_out.step)
+    refit = dataclasses.replace(settings, steps=k, lr_decay=settings.lr_decay ** (k / settings.steps))
+    result, net_kwargs = fit_with(weight, refit, StopPlan("none", scale=sino_scale))
+    result.held_out = dataclasses.replace(trial.held_out, refit_steps=result.steps)
+    result.steps += trial.steps  # as the fit loop's own refit counts them: the winner's held-out run, then the refit
+    result.extras["stop"] = plan.report(result)
+    result.extras["tv_search"] = {"weights": trials, "chosen": weight}
+    result.seconds += seconds
+    return result, net_kwargs
+
+
+def held_out_projections(n_angles: int, fraction: float, angles_rad: np.ndarray | None = None) -> np.ndarray:
     """``(n_angles, 1)`` mask holding out about ``fraction`` of the projections, evenly spread over the arc.
 
     Every k-th projection (k = round(1 / fraction)), starting half a period in so the first and last
-    views stay in the fit; at least one projection is held out and at least two are kept.
+    views stay in the fit; at least one projection is held out and at least two are kept. Given the
+    angles of a scan over more than a half-turn (a 360° scan), views are chosen in the first half-turn
+    and each takes its conjugate (the view half a turn away, which measures nearly the same rays) with
+    it: a kept conjugate would predict the held-out view, noise and all, and the held-out error would
+    no longer tell fitting the object from fitting the noise.
     """
     if n_angles < 3:
         raise ValueError(f"holding projections out needs at least 3 views; got {n_angles}")
     period = max(2, round(1.0 / fraction))
     mask = np.zeros((n_angles, 1), bool)
-    mask[period // 2::period] = True
-    if not mask.any():
-        mask[n_angles // 2] = True
+    angles = None if angles_rad is None else np.asarray(angles_rad, dtype=np.float64).reshape(-1)
+    step = 0.0 if angles is None else float(np.ptp(angles)) / (n_angles - 1)
+    if angles is None or np.ptp(angles) + step < 1.05 * np.pi:
+        mask[period // 2::period] = True
+        if not mask.any():
+            mask[n_angles // 2] = True
+        return mask
+    order = np.argsort(angles)
+    first = order[angles[order] < angles.min() + np.pi - 0.5 * step]
+    chosen = first[period // 2::period] if len(first) > period // 2 else first[len(first) // 2:][:1]
+    for index in chosen:
+        gap = np.abs(np.mod(angles - angles[index] + np.pi / 2, np.pi) - np.pi / 2)
+        mask[gap < 0.5 * step, 0] = True
+    if (~mask).sum() < 2:
+        raise ValueError(f"holding {fraction:g} of the projections out leaves fewer than 2 to fit; lower held_out")
     return mask
+
 
 @task_function(CT_RECONSTRUCT)
 def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: FitSettings, on_step: Any,
@@ -274,28 +371,36 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
             raise ValueError(f"reference shape {tuple(ref.shape)} differs from the output shape {(size, size)}; "
                              "pass the ground-truth image on the reconstruction grid")
 
-    if params["method"] != "inr" or params["geometry"] != "parallel":
-        if params["method"] == "inr":
-            raise ValueError("method='inr' supports geometry='parallel' for now; use a classical method "
-                             "(fbp, sirt, sart, cgls, tv) for fan-beam sinograms")
+    if params["method"] != "inr":
         return _solve(sino, angles_deg, angles_rad, size, ref, params, fit)
-    radon = Radon(size, angles_rad, det_count=det_count)
+    mask = _circle_mask(size) if circle else np.ones((size, size), bool)
+    y64 = torch.from_numpy(sino.astype(np.float64))
+    fan = params["geometry"] == "fan"
+    projector = _projector(params, size, angles_rad, det_count) if fan else None
     with torch.no_grad():
-        fbp = radon.fbp(torch.from_numpy(sino.astype(np.float64)), filter_name=filter_name, circle=circle)
-    fbp = fbp.numpy().astype(np.float32)
+        if fan:
+            fbp = (projector.fbp(y64, filter_name).numpy() * mask).astype(np.float32)
+        else:
+            fbp = Radon(size, angles_rad, det_count=det_count).fbp(y64, filter_name=filter_name, circle=circle)
+            fbp = fbp.numpy().astype(np.float32)
     # The network fits image / image_scale (values ~[0, 1]) against sinogram / sino_scale (max |y| = 1):
-    # RadonOperator divides its projection by scale = sino_scale / image_scale to match.
+    # the operator divides its projection by scale = sino_scale / image_scale to match.
     sino_scale = float(np.abs(sino).max())
     image_scale = float(np.percentile(np.abs(fbp), 99.9))
     if not image_scale > 0:
         image_scale = sino_scale / det_count
-    if data_filter is None:
-        operator = RadonOperator(size, angles_rad, det_count=det_count, scale=sino_scale / image_scale)
+    scale = sino_scale / image_scale
+    # circle: the object lies in the inscribed disc, so only the disc is projected (as the classical
+    # solvers' clip_to_circle): the corners, crossed by few rays, would otherwise be free to fit noise.
+    if fan:
+        operator = ProjectorOperator(projector, scale, data_filter, params["data_filter_power"],
+                                     support=torch.from_numpy(mask) if circle else None)
+    elif data_filter is None:
+        operator = RadonOperator(size, angles_rad, det_count=det_count, scale=scale, clip_to_circle=circle)
     else:
-        operator = _FilteredRadon(size, angles_rad, det_count=det_count, scale=sino_scale / image_scale,
-                                  data_filter=data_filter)
-    measurement = (sino / sino_scale).astype(np.float32)  # RadonOperator predicts (angles, detectors)
-    mask = _circle_mask(size) if circle else np.ones((size, size), bool)
+        operator = _FilteredRadon(size, angles_rad, det_count=det_count, scale=scale, clip_to_circle=circle,
+                                  data_filter=data_filter, power=params["data_filter_power"])
+    measurement = (sino / sino_scale).astype(np.float32)  # the operators predict (angles, detectors)
 
     def to_output(values: np.ndarray) -> np.ndarray:
         return (np.asarray(values, dtype=np.float32).reshape(size, size) * image_scale * mask).astype(np.float32)
@@ -307,18 +412,29 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
         fit_ref = (ref / image_scale).astype(np.float32)
         data_range = data_range_orig / image_scale
 
-    regularizer = None
-    if tv_weight > 0:
-        weight = float(tv_weight)
+    def regularizer_for(weight: float) -> Any:
+        if not weight > 0:
+            return None
 
         def regularizer(field: torch.Tensor) -> torch.Tensor:
-            return weight * total_variation(field)
+            return weight * total_variation(operator.output_transform(field))
 
-    network, net_kwargs = build_network(CT_RECONSTRUCT, fit, 2, 1, (size, size))
-    stop = stop_plan(params, scale=sino_scale, mask=lambda fraction: held_out_projections(n_angles, fraction),
-                     estimate=lambda: estimate_noise_sigma(measurement))
-    result = run_fit(fit, network, operator, measurement, on_step=on_step, to_output=to_output, reference=fit_ref,
-                     data_range=data_range, regularizer=regularizer, stop=stop)
+        return regularizer
+
+    def fit_with(weight: float, settings: FitSettings, plan: StopPlan) -> tuple[FitResult, dict[str, Any]]:
+        network, net_kwargs = build_network(CT_RECONSTRUCT, settings, 2, 1, (size, size))
+        return run_fit(settings, network, operator, measurement, on_step=on_step, to_output=to_output,
+                       reference=fit_ref, data_range=data_range, regularizer=regularizer_for(weight),
+                       stop=plan), net_kwargs
+
+    def held(fraction: float) -> np.ndarray:
+        return held_out_projections(n_angles, fraction, angles_rad)
+
+    stop = stop_plan(params, scale=sino_scale, mask=held, estimate=lambda: estimate_noise_sigma(measurement))
+    if params["tv_search"] and tv_weight > 0 and stop.rule == "held_out":
+        result, net_kwargs = _search_tv_inr(fit_with, fit, params, held, sino_scale)
+    else:
+        result, net_kwargs = fit_with(tv_weight, fit, stop)
     result.extras["fbp"] = fbp
     if ref is not None:
         names = operator.metric_names

@@ -101,6 +101,11 @@ CT_RECONSTRUCT_3D = TaskSpec(
               "tv; 0 = off)", low=0.0, gui_high=10.0),
         Param("data_filter", str, "ramp", "inr: fit FBP-filtered sinograms (cone: detector rows) with this filter; "
               "None fits the data themselves (plain least squares)", choices=FILTER_NAMES, optional=True),
+        # 1, not the 2-D task's 0.5: the joint 3-D fit converges slower with 0.5 (16³ stack, 100 steps:
+        # 27.8 dB against 35.1 with 1; FBP 26.3).
+        Param("data_filter_power", float, 1.0, "inr on stacks: power of the data filter's response (1 = the FBP "
+              "filter; 0.5 = a ramp-weighted term, slower here; cone rows keep 1)", low=0.0, low_open=True,
+              gui_high=1.0),
         Param("circle", bool, True, "zero the volume outside the cylinder inscribed in the in-plane grid"),
         Param("batch_size", int, 4096, "cone beam, inr: rays per step (whole detector rows of random views)", low=1,
               gui_high=1_000_000),
@@ -435,7 +440,7 @@ def ct_reconstruct_3d(projections: Any, angles: Any, *, params: dict[str, Any], 
     else:
         n_angles = data.shape[1]
         operator = SliceStackOperator(scan.projector, scan.shape[0], scan.spacing, proj_scale / image_scale,
-                                      params["data_filter"])
+                                      params["data_filter"], params["data_filter_power"])
         measurement = (data / proj_scale).astype(np.float32)
         regularizer = None
         if params["tv_weight"] > 0:

@@ -116,7 +116,8 @@ def test_bundle_runs_pipeline_and_batch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert [Path(m["input"]).name for m in metrics] == ["sino_000.nii.gz", "sino_001.nii.gz"]
-    assert all(m["steps"] == 5 and np.isfinite(m["metrics"]["psnr"]) for m in metrics)
+    # 5 steps with a tenth of the projections held out (CT's default), then the refit on all of them
+    assert all(5 <= m["steps"] <= 10 and np.isfinite(m["metrics"]["psnr"]) for m in metrics)
 
     # the bundle's "batch" run id: the same network and items through reconstruct.batch.run_batch (in-process:
     # torch is imported already, and the subprocess above has shown the command line works)

@@ -108,9 +108,12 @@ def test_ct_task_holds_projections_out_and_records_the_choice():
     assert result.stopped_by in ("held_out", "steps") and chosen["fraction"] == pytest.approx(0.1)
     assert chosen["step"] == min(chosen["curve"], key=lambda point: point[1])[0]
     assert result.extras["parameters"]["held_out"] == 0.1 and result.extras["parameters"]["stop"] == "auto"
-    # without a held-out fraction CT runs all its steps, as before the stop rules
-    plain = ct_reconstruct(sino, theta, steps=5, model_kwargs={"hidden_channels": (16, 16)})
+    # held_out=0 runs all the steps; the default holds a tenth of the projections out and refits
+    plain = ct_reconstruct(sino, theta, steps=5, held_out=0.0, model_kwargs={"hidden_channels": (16, 16)})
     assert plain.steps == 5 and plain.extras["stop"]["rule"] == "none"
+    default = ct_reconstruct(sino, theta, steps=5, model_kwargs={"hidden_channels": (16, 16)})
+    assert default.extras["stop"]["rule"] == "held_out" and default.extras["stop"]["fraction"] == pytest.approx(0.1)
+    assert default.extras["stop"]["refit_steps"] == default.extras["stop"]["step"]
 
 
 def test_refit_finishes_on_all_the_data_for_the_chosen_steps():

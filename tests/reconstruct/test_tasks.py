@@ -183,14 +183,18 @@ def _sinogram(phantom: np.ndarray, n_angles: int = 60, noise: float = 0.0, seed:
 
 def test_ct_nestnet_beats_fbp_on_60_views_and_tv_helps(phantom64, seed):
     sino, theta = _sinogram(phantom64, 60, noise=0.01, seed=seed)
-    result = ct_reconstruct(sino, theta, reference=phantom64, steps=40, seed=seed, device="cpu")
-    fbp = result.extras["fbp_metrics"]  # about 27.9 dB
+    # The default recipe for a fixed 60 steps at the default TV weight (the held-out stop and the TV search
+    # are tested in test_held_out.py and test_ct_recipe.py).
+    result = ct_reconstruct(sino, theta, reference=phantom64, steps=60, seed=seed, device="cpu", held_out=0.0,
+                            tv_search=False)
+    fbp = result.extras["fbp_metrics"]  # about 27.9 dB; the recipe about 34.0
     assert result.output.shape == (64, 64) and result.extras["fbp"].shape == (64, 64)
-    assert result.metrics["psnr"] > fbp["psnr"] + 3.0, (result.metrics, fbp)
-    assert result.metrics["ssim"] > fbp["ssim"], (result.metrics, fbp)
-    # The same recipe without total variation fits the noise: TV is what makes it beat FBP.
-    plain = ct_reconstruct(sino, theta, reference=phantom64, steps=40, seed=seed, device="cpu", tv_weight=0.0)
-    assert result.metrics["psnr"] > plain.metrics["psnr"] + 3.0, (result.metrics, plain.metrics)
+    assert result.metrics["psnr"] > fbp["psnr"] + 5.0, (result.metrics, fbp)
+    assert result.metrics["ssim"] > fbp["ssim"] + 0.02, (result.metrics, fbp)
+    # Without total variation the same fit reaches about 31.5 dB: TV is worth ~2.5 dB on this phantom.
+    plain = ct_reconstruct(sino, theta, reference=phantom64, steps=60, seed=seed, device="cpu", held_out=0.0,
+                           tv_weight=0.0)
+    assert result.metrics["psnr"] > plain.metrics["psnr"] + 1.5, (result.metrics, plain.metrics)
 
 
 def test_ct_layouts_agree_and_output_size(phantom_factory):
@@ -210,8 +214,9 @@ def test_ct_layouts_agree_and_output_size(phantom_factory):
 def test_ct_total_variation_regulariser_runs_and_is_recorded(phantom_factory):
     phantom = phantom_factory(17)
     sino, theta = _sinogram(phantom, 12)
-    result = ct_reconstruct(sino, theta, tv_weight=1e-2, model_kwargs=SMALL, steps=2, device="cpu")
-    plain = ct_reconstruct(sino, theta, tv_weight=0.0, model_kwargs=SMALL, steps=2, device="cpu")
+    fixed = {"model_kwargs": SMALL, "steps": 2, "device": "cpu", "held_out": 0.0, "tv_search": False}
+    result = ct_reconstruct(sino, theta, tv_weight=1e-2, **fixed)
+    plain = ct_reconstruct(sino, theta, tv_weight=0.0, **fixed)
     assert result.extras["parameters"]["tv_weight"] == 1e-2
     assert result.history[0]["loss"] > plain.history[0]["loss"]
     assert float(tasks.total_variation(torch.zeros(4, 4, 1))) == 0.0

@@ -91,7 +91,10 @@ def test_ct_pipeline_loads_reconstructs_and_saves(tmp_path):
     assert value > psnr(saved.T, phantom, data_range=1.0) + 3.0
     # ... and the metrics the transform computed against the MONAI-loaded reference are the same
     assert d["fit"]["metrics"]["psnr"] == pytest.approx(value, abs=0.05)
-    assert d["fit"]["steps"] == 100
+    # CT's default ground-truth-free stop: a held-out run of at most 100 steps, then the refit for the chosen count
+    stop = d["fit"]["stop"]
+    assert stop["rule"] == "held_out" and stop["refit_steps"] == stop["step"] and d["fit"]["steps"] <= 200
+    assert d["fit"]["tv_search"]["chosen"] in [t["tv_weight"] for t in d["fit"]["tv_search"]["weights"]]
 
 
 def test_ct_transform_arguments():
