@@ -11,8 +11,9 @@ Two implementations compute the same function:
 * the *fused* path (default) is a custom :class:`torch.autograd.Function` whose forward writes only
   the output and whose hand-derived backward recomputes the three hidden units from the saved
   pre-activation.  On large inputs both passes are compiled with ``torch.compile`` (Inductor C++
-  on CPU, Triton on CUDA) into one-pass kernels; small inputs, or machines where compiling fails,
-  run the same code eagerly.  Select with :func:`set_fused_backend` or the environment variable
+  on CPU, Triton on CUDA) into one-pass kernels, one dynamic-shape graph per pass for every point
+  count; small inputs, or machines where compiling fails, run the same code eagerly (``auto``'s
+  rule: :func:`_auto_compiles`).  Select with :func:`set_fused_backend` or the environment variable
   ``NESTNET_FUSED_BACKEND`` (``auto``, ``compile``, ``eager``).
 
 While a graph is captured (``torch.jit.trace``, ``torch.export``, ``torch.compile``, ONNX export) the
@@ -60,9 +61,14 @@ _BACKENDS = ("auto", "compile", "eager")
 # None until set_fused_backend() is called: the environment variable is read at first use, so a bad
 # value never breaks ``import monai_nets`` (it is reported once and "auto" used).
 _backend: str | None = None
-# Compiling costs tens of seconds once; below this many elements the eager kernels are fast enough.
+# ``auto``'s rule (see _auto_compiles), in elements of one activation input (a layer: points × width).
+# Compile when an input is this large: 2 × 256 from 8,192 points (a 96² CT slice, 9,216, compiles).
 _AUTO_COMPILE_MIN_NUMEL = 1 << 21
+# Once a pass is compiled for an input kind, reuse its graph down to this size (width 256: 256 points).
+_AUTO_REUSE_MIN_NUMEL = 1 << 16
 _compiled: dict[str, object] = {}
+# (pass, device type, dtype, ndim) that ran compiled: the graphs exist, using them again is free.
+_compiled_kinds: set[tuple] = set()
 _compile_failed = False
 
 
@@ -116,12 +122,36 @@ def _rho_backward(g, z, w1, b1, w2, b2):
     return dz, torch.stack(dw1, -1), torch.stack(db1, -1), torch.stack(dw2, -1), g.sum_to_size(bshape)
 
 
-def _kernels(numel: int, device_type: str):
+def _auto_compiles(numel: int, compiled_already: bool = False) -> bool:
+    """``auto``'s rule: does a fused-activation call whose input (a whole layer) has ``numel`` elements
+    use ``torch.compile``?  ``compiled_already``: this pass already has a graph for such inputs.
+
+    Compiling is a one-off cost per process: one dynamic-shape graph per pass serves every point count
+    (the fit loop's full-grid steps and its render chunks alike, see :func:`_compiled_args`).  So:
+
+    * no graph yet: compile only for inputs of at least ``_AUTO_COMPILE_MIN_NUMEL`` elements (2 × 256:
+      8,192 points), where a fit of a few hundred steps wins the compile time back even with an empty
+      Inductor cache.  Measured on one CPU thread (``benchmarks/bench_activation.py --small``, results
+      in ``benchmarks/results/activation_small_cpu.json``; NestNet 2 × 256, r = 2): a compiled train
+      step takes 0.69 / 0.64 / 0.59 / 0.58 / 0.54 × an eager one at 1,024 / 4,096 / 9,216 / 16,384 /
+      65,536 points; the compile costs ≈18 s cold (empty on-disk cache) and ≈3 s warm, won back after
+      174 (27 warm) steps at 9,216 points but 430 (66) at 4,096, more than the CT default of 300;
+    * a graph exists: reuse it for anything of at least ``_AUTO_REUSE_MIN_NUMEL`` elements (width 256:
+      256 points), where the compiled step is no slower than the eager one; smaller inputs run eagerly.
+    """
+    return numel >= (_AUTO_REUSE_MIN_NUMEL if compiled_already else _AUTO_COMPILE_MIN_NUMEL)
+
+
+def _kind_key(kind: int, z: torch.Tensor) -> tuple:
+    return (kind, z.device.type, z.dtype, z.ndim)
+
+
+def _kernels(kind: int, numel: int, z: torch.Tensor):
     """(forward, backward) for this call: compiled where it pays, eager otherwise."""
     global _compile_failed
     backend = get_fused_backend()
     want = backend == "compile" or (
-        backend == "auto" and numel >= _AUTO_COMPILE_MIN_NUMEL and not _compile_failed
+        backend == "auto" and not _compile_failed and _auto_compiles(numel, _kind_key(kind, z) in _compiled_kinds)
     )
     if not want:
         return _rho_forward, _rho_backward
@@ -136,15 +166,43 @@ def _kernels(numel: int, device_type: str):
     return _compiled["fwd"], _compiled["bwd"]
 
 
-def _run(kind: int, fallback, *args):
-    """Run a compiled kernel; if compiling fails (no C++ compiler, no Triton) fall back for good."""
+def _compiled_args(args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The kernel's inputs as the compiled graphs expect them, so that one graph per pass serves all calls.
+
+    Dynamo guards on what differs between calls and recompiles (seconds each) when a guard fails:
+
+    * ``requires_grad``: the training forward sees a pre-activation that requires grad, a render under
+      ``torch.no_grad`` one that does not; both run with grad mode off (inside the autograd function),
+      so detaching changes nothing but the guard;
+    * storage offsets: subnetwork j's parameters are views at offset 3j of the (r, 3) tensors, and the
+      offsets are symbolic under ``dynamic=True`` (0 specialised, 3 duck-sized to the length 3);
+      fresh copies (three numbers each) all sit at offset 0, and so does a large input that is a
+      view into a bigger tensor (rare: the channel blocks are made contiguous, hence copies).
+
+    What remains specialised is a size-1 axis (one point): ``auto`` runs such small inputs eagerly.
+    With grad mode on (a backward with ``create_graph=True``) the inputs are kept as they are: the
+    compiled graph is then differentiated by AOTAutograd like the eager formula is.
+    """
+    if torch.is_grad_enabled():
+        return args
+    *large, w1, b1, w2, b2 = (t.detach() for t in args)
+    large = [t.clone() if t.storage_offset() else t for t in large]
+    return (*large, w1.clone(), b1.clone(), w2.clone(), b2.clone())
+
+
+def _run(kind: int, fallback, layer_numel: int, *args):
+    """Run a compiled kernel; if compiling fails (no C++ compiler, no Triton) fall back for good.
+
+    ``layer_numel``: elements of the whole activation input this call is part of (``auto`` decides on
+    it, so that the rule does not depend on how many channel blocks ``num_subnets`` splits it into).
+    """
     global _compile_failed
-    fwd, bwd = _kernels(args[0].numel(), args[0].device.type)
+    fwd, bwd = _kernels(kind, layer_numel, args[kind])
     fn = (fwd, bwd)[kind]
     if fn is fallback:
         return fn(*args)
     try:
-        return fn(*args)
+        out = fn(*_compiled_args(args))
     except Exception as exc:
         if get_fused_backend() == "compile":
             raise
@@ -152,18 +210,25 @@ def _run(kind: int, fallback, *args):
         warnings.warn(f"compiled nested activation failed ({type(exc).__name__}: {exc}); running eagerly",
                       stacklevel=3)
         return fallback(*args)
+    _compiled_kinds.add(_kind_key(kind, args[kind]))
+    return out
 
 
 class _FusedRho(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, w1, b1, w2, b2):
+    def forward(ctx, z, w1, b1, w2, b2, layer_numel=None):
+        # layer_numel: elements of the whole layer input z belongs to (None: z is all of it).  The
+        # batched networks (monai_nets.batched) call with five arguments; the extra None gradient
+        # backward returns for it is dropped by autograd then.
         ctx.save_for_backward(z, w1, b1, w2, b2)
-        return _run(0, _rho_forward, z, w1, b1, w2, b2)
+        layer_numel = z.numel() if layer_numel is None else layer_numel
+        ctx.layer_numel = layer_numel
+        return _run(0, _rho_forward, layer_numel, z, w1, b1, w2, b2)
 
     @staticmethod
     def backward(ctx, g):
         z, w1, b1, w2, b2 = ctx.saved_tensors
-        return _run(1, _rho_backward, g.contiguous(), z, w1, b1, w2, b2)
+        return (*_run(1, _rho_backward, ctx.layer_numel, g.contiguous(), z, w1, b1, w2, b2), None)
 
 
 # --------------------------------------------------------------------------- naive reference
@@ -319,21 +384,24 @@ class NestedActivation(nn.Module):
         r = self.num_subnets
         starts = [-(-j * channels // r) for j in range(r + 1)]  # first channel c with c * r // C == j
         blocks = z.split([starts[j + 1] - starts[j] for j in range(r)], dim=channel_dim)
-        return torch.cat([self._forward_subnet(block.contiguous(), j) for j, block in enumerate(blocks)],
+        return torch.cat([self._forward_subnet(block.contiguous(), j, z.numel()) for j, block in enumerate(blocks)],
                          dim=channel_dim)
 
-    def _forward_subnet(self, z: torch.Tensor, j: int) -> torch.Tensor:
-        """Subnetwork ``j`` of this level (and of every inner level) applied to all of ``z``."""
+    def _forward_subnet(self, z: torch.Tensor, j: int, layer_numel: int | None = None) -> torch.Tensor:
+        """Subnetwork ``j`` of this level (and of every inner level) applied to all of ``z``, a channel
+        block of a layer's input of ``layer_numel`` elements (default: ``z`` is the whole input)."""
+        if layer_numel is None:
+            layer_numel = z.numel()
         cast = z.dtype
         w1, b1, w2, b2 = self.w1[j].to(cast), self.b1[j].to(cast), self.w2[j].to(cast), self.b2[j].to(cast)
         if self.inner is None:
             if capturing_graph():  # the same formula as plain ops: traceable, exportable, serialisable
                 return _rho_forward(z, w1, b1, w2, b2)
-            return _FusedRho.apply(z, w1, b1, w2, b2)
+            return _FusedRho.apply(z, w1, b1, w2, b2, layer_numel)
         # Height > 2: the outer level is three affine maps feeding the (fused) inner activation.
         out = b2
         for k in range(SUBNET_WIDTH):
-            out = out + w2[k] * self.inner._forward_subnet(z * w1[k] + b1[k], j)
+            out = out + w2[k] * self.inner._forward_subnet(z * w1[k] + b1[k], j, layer_numel)
         return out
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
