@@ -188,6 +188,19 @@ NOT_FIRST_TRIED = [
 
 
 # ---------------------------------------------------------------------------------------------- report
+def _standalone_sections(results: Path) -> list[str]:
+    """Sections of the standalone benchmarks that render their own record (the script's ``results_section``)."""
+    from benchmarks.bench_ct import results_section as ct_section
+    from benchmarks.bench_occupancy import results_section as occupancy_section
+
+    lines: list[str] = []
+    for path in sorted(results.glob("occupancy_*_cpu.json")):
+        lines += occupancy_section(read_json(path))
+    for path in sorted(results.glob("ct_table*.json")):
+        lines += ct_section(read_json(path))
+    return lines
+
+
 def generate(out: Path | str) -> Path:
     """Write ``out/RESULTS.md`` and ``out/plots/*.png`` from ``out/results``; returns the report path."""
     out = Path(out)
@@ -240,6 +253,7 @@ def generate(out: Path | str) -> Path:
             lines += NOT_FIRST_TRIED
     lines += body
     lines += _speed_section(results)
+    lines += _standalone_sections(results)
     text = "\n".join(lines).rstrip() + "\n"
     if plots.is_dir():
         # plots of tables that no longer exist (renamed groups, removed records) would mislead

@@ -1,0 +1,82 @@
+"""``benchmarks/bench_occupancy.py`` on a tiny case: spot at 16³, 2 steps, one model, one fit in a subprocess."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "bench_occupancy.py"
+DATA_DIR = (ROOT / ".." / "shared" / "data").resolve()
+
+pytestmark = pytest.mark.skipif(not (DATA_DIR / "meshes" / "spot.obj").exists(), reason="no shared/data/meshes")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_occupancy_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_writes_every_field_and_resumes(tmp_path):
+    pytest.importorskip("embreex")
+    bench = _load()
+    out = tmp_path / "occupancy.json"
+    logged: list[str] = []
+    record = bench.run_benchmark(resolution=16, meshes=["spot"], models=["siren"], seeds=[0], steps=2, out=out,
+                                 data_dir=DATA_DIR, threads=1, command="test", log=logged.append)
+    saved = json.loads(out.read_text())
+    assert saved["runs"] == json.loads(json.dumps(record["runs"]))
+    for field in ("benchmark", "command", "commands", "torch", "threads", "resolution", "meshes", "runs",
+                  "total_seconds", "task_default_steps", "goals"):
+        assert field in saved, field
+    assert saved["resolution"] == 16 and saved["meshes"]["spot"]["shape"][0] == 16
+    (run,) = saved["runs"]
+    for field in bench.RUN_FIELDS:
+        assert field in run, field
+    assert (run["mesh"], run["model"], run["seed"], run["steps"]) == ("spot", "siren", 0, 2)
+    assert 0.0 <= run["iou"] <= 1.0 and run["iou"] == pytest.approx(run["iou_check"], abs=1e-6)
+    assert run["ms_per_step"] > 0 and run["peak_rss_mib"] > run["rss_before_fit_mib"] > 0
+    assert run["voxels"] == saved["meshes"]["spot"]["voxels"]
+
+    # The rendered report pieces hold the command, the table and the headline.
+    section = "\n".join(bench.results_section(saved))
+    assert section.startswith(bench.SECTION_TITLE) and "`test`" in section and "| spot |" in section
+    assert "NestNet" in bench.headline(saved) and "siren" in bench.table(saved)
+
+    # Resume: the fit is in the JSON, nothing is refitted.
+    again = bench.run_benchmark(resolution=16, meshes=["spot"], models=["siren"], seeds=[0], steps=2, out=out,
+                                data_dir=DATA_DIR, threads=1, command="test", log=logged.append)
+    assert len(again["runs"]) == 1 and "already" in logged[-1]
+    with pytest.raises(ValueError, match="resolution"):
+        bench.run_benchmark(resolution=12, meshes=["spot"], models=["siren"], steps=2, out=out, data_dir=DATA_DIR)
+
+
+def test_section_replaces_itself(tmp_path):
+    bench = _load()
+    report = tmp_path / "RESULTS.md"
+    report.write_text("# Results\n\n### Other\n\ntext\n")
+    bench.write_section(report, [bench.SECTION_TITLE, "", "first"])
+    bench.write_section(report, [bench.SECTION_TITLE, "", "second"])
+    text = report.read_text()
+    assert text.count(bench.SECTION_TITLE) == 1 and "second" in text and "first" not in text and "### Other" in text
+
+
+def test_report_regeneration_keeps_the_section(tmp_path):
+    from benchmarks.common import write_json
+    from benchmarks.report import _standalone_sections
+
+    bench = _load()
+    run = {"mesh": "spot", "model": "nestnet", "seed": 0, "steps": 2, "iou": 0.5, "ms_per_step": 10.0,
+           "peak_rss_mib": 500.0, "seconds": 1.0, "train_seconds": 0.5, "eval_seconds": 0.5, "voxels": 4096}
+    record = {"command": "cmd", "resolution": 16, "meshes": {"spot": {"shape": [16, 16, 9], "voxels": 4096}},
+              "runs": [run]}
+    write_json(tmp_path / "occupancy_16_cpu.json", record)
+    lines = _standalone_sections(tmp_path)
+    assert lines[0] == bench.SECTION_TITLE and any(line.startswith("| spot |") for line in lines)
