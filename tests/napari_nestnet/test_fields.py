@@ -97,7 +97,12 @@ def test_ct_fields_reach_the_task_and_its_report_is_the_layer_metadata(viewer, d
     assert ran["circle"] is False and ran["angles_deg"] == angles.tolist() and ran["output_size"] == size
     assert ran["model_kwargs"]["hidden_channels"] == [32, 32]
     assert recon.metadata["inputs"] == {"sinogram": "sino", "reference": None}
-    assert recon.metadata["output"] == recon.name and recon.metadata["steps"] == 5
+    assert recon.metadata["output"] == recon.name
+    # steps run: the held-out run of the TV weight the search chose (5), then its refit on every projection
+    stop = recon.metadata["stop"]
+    assert stop["rule"] == "held_out" and 1 <= stop["refit_steps"] <= 5
+    assert recon.metadata["steps"] == 5 + stop["refit_steps"]
+    assert recon.metadata["tv_search"]["chosen"] in [w["tv_weight"] for w in recon.metadata["tv_search"]["weights"]]
     assert fbp.name == "ct_fbp [hann]" and fbp in viewer.layers  # no reference: no metrics in the names
     assert recon.name == "ct_reconstruction [nestnet]"
 
