@@ -43,6 +43,82 @@ def _table(runs: list[dict], schemes: list[str]) -> str:
     return "\n".join(lines)
 
 
+SECTION_TITLE = "### PINN training schemes at β = 30 / 40 / 50 (CPU, 1,000 steps)"
+
+
+def results_section(record: dict) -> list[str]:
+    """The Markdown section of one record (``benchmarks/report.py`` renders it into RESULTS.md)."""
+    runs = record.get("runs", [])
+    schemes = list(dict.fromkeys(r["scheme"] for r in runs))
+    models = sorted({r["model"] for r in runs}, key=lambda m: (m != "nestnet", m))
+    betas = sorted({r["beta"] for r in runs})
+    cell = {(r["model"], r["beta"], r["scheme"]): r for r in runs}
+    params = record.get("scheme_params", {})
+    lines = [
+        SECTION_TITLE, "",
+        f"Produced by: `{record.get('command', '?')}` on {record.get('date', '?')}, torch {record.get('torch', '?')}, "
+        f"{record.get('cpu_count', '?')} cores, {record.get('threads', '?')} thread(s), allocator "
+        f"{record.get('allocator', '?')}, load average "
+        f"{', '.join(f'{x:.1f}' for x in record.get('load_average', []))}; "
+        f"{record.get('total_seconds', 0) / 60:.0f} min in all; seed {record.get('seed', 0)}, one seed.",
+        "",
+        "What was done: `reconstruct.tasks.solve_convection(beta, model=…, scheme=…)` at the task's defaults "
+        f"({record.get('steps')} steps, each model's PINN learning rate and network, 1,024 fresh collocation "
+        "points per step) on the 256 × 100 grid; relative L2 error of the final iterate against the analytic "
+        "sin(x − βt). Schemes: *vanilla* (uniform residual points), *causal* (Wang, Sankaran & Perdikaris 2022: "
+        f"{params.get('causal_slabs', '?')} time slabs, weights exp(−ε Σ earlier slab losses), "
+        f"ε = {params.get('causal_eps', '?')}), *curriculum* (time marching: the window [0, t_max] grows from "
+        f"t_max = {params.get('curriculum_start', '?')} to 1 over the first "
+        f"{params.get('curriculum_fraction', '?')} of the steps). The same scheme settings for every model and β. "
+        "In parentheses: the best iterate's error, an *oracle* (chosen with the analytic solution).",
+        "",
+        "| model | β | " + " | ".join(f"{s} rel. L2 (oracle best)" for s in schemes) + " | "
+        + " | ".join(f"{s} s" for s in schemes) + " |",
+        "|" + "---|" * (2 + 2 * len(schemes)),
+    ]
+    for model in models:
+        for beta in betas:
+            got = [cell.get((model, beta, s)) for s in schemes]
+            if not any(got):
+                continue
+            errs = [min((r["rel_l2"] for r in got if r), default=None)]
+            lines.append(
+                f"| {model} | {beta:g} | "
+                + " | ".join("—" if r is None else (("**{:.4f}**" if r["rel_l2"] == errs[0] else "{:.4f}").format(
+                    r["rel_l2"]) + (f" ({r['best_rel_l2']:.4f})" if r.get("best_rel_l2") is not None else ""))
+                    for r in got)
+                + " | " + " | ".join("—" if r is None else f"{r['seconds']:.0f}" for r in got) + " |")
+    lines.append("")
+    goals = record.get("goals", {})
+    for model, by_beta in goals.items():
+        for beta_key, goal in by_beta.items():
+            beta = float(beta_key)
+            got = [cell[(model, beta, s)] for s in schemes if (model, beta, s) in cell]
+            if not got:
+                continue
+            best = min(got, key=lambda r: r["rel_l2"])
+            rivals = [r for r in runs if r["beta"] == beta and r["model"] != model]
+            leader = min(rivals, key=lambda r: r["rel_l2"]) if rivals else None
+            verdict = "met" if best["rel_l2"] <= goal else f"missed by {best['rel_l2'] / goal:.0f}×"
+            lines.append(
+                f"- {model} at β = {beta:g}: best {best['rel_l2']:.4f} ({best['scheme']}), goal ≤ {goal:g}: "
+                f"**{verdict}**" + (f"; best of all models {leader['model']} {leader['scheme']} "
+                                    f"{leader['rel_l2']:.4f}." if leader else "."))
+    def beats_vanilla(m: str, b: float, s: str) -> bool:
+        ours, plain = cell.get((m, b, s)), cell.get((m, b, "vanilla"))
+        return ours is not None and plain is not None and ours["rel_l2"] < plain["rel_l2"]
+
+    better = {m: [s for s in schemes if s != "vanilla" and all(beats_vanilla(m, b, s) for b in betas)]
+              for m in models}
+    lines.append("- Schemes better than vanilla at every β: " + "; ".join(
+        f"{m}: {', '.join(v) if v else 'none'}" for m, v in better.items()) + ". "
+        + ("A scheme helps every model, yet the default stays `vanilla` until this holds on more seeds."
+           if all(better.values()) else "No scheme helps every model, so `scheme` stays `vanilla` by default.")
+        + " The PINN panel and `nestnet pinn --scheme` offer all three.")
+    lines.append("")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--betas", default="30,40,50")

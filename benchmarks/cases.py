@@ -165,16 +165,24 @@ def _image_cases(cfg: dict, protocol: str, data_dir: Path) -> list[Case]:
     cases = []
     if cfg.get("div2k"):
         folder = _data_file(data_dir, "div2k")
-        for path in sorted(folder.glob("*.png")):
+        names = cfg.get("div2k_names")
+        paths = [folder / n for n in names] if names else sorted(folder.glob("*.png"))
+        for path in paths:
             img = load_image(folder, path.name)
+            how = ""
+            if cfg.get("div2k_size"):  # anti-aliased down-sampling of the 512² crop
+                size = f"{img.shape[0]}x{img.shape[1]}"
+                img = resize(img, cfg["div2k_size"])
+                how = f" resized from {size}"
+            suffix = f"-{img.shape[0]}" if how else ""
             cases.append(
                 Case(
-                    f"div2k-{path.stem}",
+                    f"div2k-{path.stem}{suffix}",
                     "div2k",
                     (img,),
                     {},
                     img,
-                    f"DIV2K crop {path.name}, {img.shape[0]}x{img.shape[1]} RGB",
+                    f"DIV2K crop {path.name}{how}, {img.shape[0]}x{img.shape[1]} RGB",
                 )
             )
     if cfg.get("kodak"):

@@ -100,6 +100,27 @@ def _subsample(history: list[dict], points: int = HISTORY_POINTS) -> list[dict]:
     return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in keep]
 
 
+CALIBRATION_STEPS = 6
+
+
+def _calibrated_steps(fn: Any, case: Any, kwargs: dict[str, Any], budget_s: float, planned: int | None) -> dict:
+    """Steps that fill ``budget_s`` for this job's network: time a short fit of it on the case.
+
+    A fit of :data:`CALIBRATION_STEPS` steps without the reference (no evaluations); the first step
+    (allocation, compilation) is left out of the per-step time.  The count is capped at 4x the
+    protocol's steps and at least 10.
+    """
+    probe = {**kwargs, "steps": CALIBRATION_STEPS}
+    probe.pop("reference", None)
+    result = fn(*case.args, **probe)
+    times = [h["seconds"] for h in result.history]
+    per_step = (times[-1] - times[0]) / max(len(times) - 1, 1)
+    cap = 4 * planned if planned else None
+    steps = max(10, int(budget_s / max(per_step, 1e-9)))
+    return {"s_per_step": per_step, "steps": min(steps, cap) if cap else steps, "budget_s": budget_s,
+            "probe_steps": CALIBRATION_STEPS}
+
+
 def _run_case(job: dict, case) -> dict:
     import numpy as np
     import torch
@@ -118,6 +139,10 @@ def _run_case(job: dict, case) -> dict:
         seed=job["seed"],
         device=job["device"],
     )
+    calibration = None
+    if job.get("calibrate_budget_s"):
+        calibration = _calibrated_steps(fn, case, kwargs, float(job["calibrate_budget_s"]), steps)
+        steps = calibration["steps"]
     if steps is not None:
         kwargs["steps"] = int(steps)
     if job.get("time_budget_s"):
@@ -134,6 +159,8 @@ def _run_case(job: dict, case) -> dict:
         "steps_requested": steps,
         "lr": job["lr"],
     }
+    if calibration is not None:
+        out["calibration"] = calibration
     torch.manual_seed(job["seed"])
     t0 = time.perf_counter()
     try:

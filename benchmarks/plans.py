@@ -14,9 +14,12 @@ from typing import Any
 from benchmarks.common import MODEL_NAMES, PROTOCOLS, TASK_FUNCTIONS, model_kwargs_for, nestnet_defaults, read_json
 from benchmarks.jobs import _cases, _run_jobs, _slug, record_path
 
-__all__ = ["ABLATIONS", "PRIOR_TASKS", "sweep_multipliers", "ablation_variants"]
+__all__ = ["ABLATIONS", "TIMED_ABLATIONS", "PRIOR_TASKS", "sweep_multipliers", "ablation_variants"]
 
-ABLATIONS = ("height", "init", "subnets", "share", "equal_params", "equal_time", "frequencies", "prior")
+ABLATIONS = ("height", "init", "subnets", "share", "equal_params", "equal_time", "height_time", "frequencies",
+             "prior")
+#: Ablations whose runs get the wall-clock of the main table's NestNet run (it has to exist first).
+TIMED_ABLATIONS = ("equal_time", "height_time")
 # The tasks where reconstruct.tasks gives NestNet a smoother default than its image-fitting one; the
 # "prior" ablation runs NestNet there at its image-fitting settings, as the baselines run.
 PRIOR_TASKS = ("denoise", "sisr")
@@ -159,7 +162,7 @@ def ablation_variants(
     """``[(label, model, model_kwargs extra)]`` of one ablation (NestNet unless ``equal_time``)."""
     from monai_nets import DEFAULT_NUM_FREQUENCIES, get_network
 
-    if name == "height":
+    if name in ("height", "height_time"):
         return [(f"height={h}", "nestnet", {"height": h}) for h in (2, 3, 4)]
     if name == "init":
         return [(f"init={v}", "nestnet", {"subnet_init": v}) for v in ("prescribed", "random")]
@@ -198,15 +201,15 @@ def _ablation_jobs(args, results: Path, multipliers, timing_ready: bool) -> list
     defaults = nestnet_defaults()
     main_kwargs = model_kwargs_for(args.protocol, "nestnet")
     for name in args.ablations:
-        if (name == "equal_time") != timing_ready:
+        if (name in TIMED_ABLATIONS) != timing_ready:
             continue
         variants = ablation_variants(name, args.protocol, str(args.data_dir), args.max_images)
         budget = None
-        if name == "equal_time":
+        if name in TIMED_ABLATIONS:
             budget = _equal_time_budget(results, args.protocol, seeds)
             if budget is None:
                 print(
-                    "equal_time: no NestNet image records to take the time budget from; skipped", flush=True
+                    f"{name}: no NestNet image records to take the time budget from; skipped", flush=True
                 )
                 continue
         if name == "prior":
@@ -223,7 +226,7 @@ def _ablation_jobs(args, results: Path, multipliers, timing_ready: bool) -> list
                 is_default = model == "nestnet" and name != "equal_params" and (
                     {**defaults, **main_kwargs} == {**defaults, **kw}
                 )
-                if is_default and name == "equal_time":
+                if is_default and name in TIMED_ABLATIONS:
                     path = _main_record_path(results, args.protocol, "image", "nestnet", seed)
                     kind, job_label = "image", "nestnet"
                 elif is_default:
@@ -253,6 +256,11 @@ def _ablation_jobs(args, results: Path, multipliers, timing_ready: bool) -> list
                     if per_step is None:
                         continue
                     job["steps"] = max(10, int(round(budget / per_step)))
+                    job["time_budget_s"] = budget
+                elif name == "height_time" and not is_default:
+                    # No main-table run of this height to read its step time from: the job times a few
+                    # steps of its own network first (jobs._calibrated_steps), then runs budget / that.
+                    job["calibrate_budget_s"] = budget
                     job["time_budget_s"] = budget
                 jobs.append(job)
     return jobs

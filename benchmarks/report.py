@@ -32,7 +32,7 @@ from reconstruct.app.files import atomic_write_text
 
 __all__ = ["generate", "load_records", "aggregate", "TASK_NOTES"]
 
-PROTOCOL_ORDER = ("quick", "paper", "tiny")
+PROTOCOL_ORDER = ("quick", "cpu256", "paper", "tiny")
 
 #: What was tried per task, beyond the common fairness rules (stated once at the top).
 TASK_NOTES = {
@@ -111,6 +111,14 @@ PROTOCOL_NOTES = {
         "has values (≤ 12 k), so the image tables measure how fast each model fits in 200 steps, not how "
         "much it can represent — the paper's regime (16 DIV2K 512² crops, 2000 steps) is the `paper` "
         "protocol. High learning rates win such short budgets, which is why the sweep below ends high.",
+        "",
+    ],
+    "cpu256": [
+        "Regime: one DIV2K crop down-sampled to 256² RGB has 196,608 values, about twice the parameters "
+        "of NestNet 2 × 256 (99 k), three times SIREN's (67 k), 1.4× MFN's (137 k); only FFN (198 k, its 256 "
+        "Fourier features widen the first layer) has as many parameters as the signal has values. So the "
+        "table measures representation as well as fitting speed. Each model at its library default "
+        "learning rate (the committed sweep of `benchmarks/sweep_defaults.py`); 300 full-batch steps.",
         "",
     ],
 }
@@ -192,12 +200,15 @@ def _standalone_sections(results: Path) -> list[str]:
     """Sections of the standalone benchmarks that render their own record (the script's ``results_section``)."""
     from benchmarks.bench_ct import results_section as ct_section
     from benchmarks.bench_occupancy import results_section as occupancy_section
+    from benchmarks.bench_pinn_schemes import results_section as pinn_schemes_section
 
     lines: list[str] = []
     for path in sorted(results.glob("occupancy_*_cpu.json")):
         lines += occupancy_section(read_json(path))
     for path in sorted(results.glob("ct_table*.json")):
         lines += ct_section(read_json(path))
+    for path in sorted(results.glob("pinn_schemes*.json")):
+        lines += pinn_schemes_section(read_json(path))
     return lines
 
 
@@ -230,7 +241,8 @@ def generate(out: Path | str) -> Path:
         section = [f"## Protocol `{protocol}`" + (f" — {desc}" if desc else ""), ""]
         section += [line for line in _env_lines(recs_all + extra) if line] + [""]
         section += PROTOCOL_NOTES.get(protocol, [])
-        missing = [t for t in TASK_NAMES if not load_records(results / protocol / t)]
+        defined = [t for t in TASK_NAMES if t in PROTOCOLS.get(base, {t: None for t in TASK_NAMES})]
+        missing = [t for t in defined if not load_records(results / protocol / t)]
         if missing and recs_all:
             section += [
                 "Tasks without records in this protocol (not run, or every run failed — the runner's log "

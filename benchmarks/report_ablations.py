@@ -30,6 +30,7 @@ ABLATION_TITLES = {
     "share": "Subnetworks shared across layers vs per layer",
     "equal_params": "Equal parameter count",
     "equal_time": "Equal wall-clock",
+    "height_time": "Height 2 vs 3 vs 4 at equal wall-clock (and equal parameters)",
     "frequencies": "Number of Fourier frequencies m",
     "prior": "Task-specific prior: NestNet at its image-fitting settings on denoising and SR",
 }
@@ -152,6 +153,28 @@ def _default_decision(name: str, stats: dict[str, dict], metric: str, default_la
             f"{'?' if cost is None else f'{cost:.2f}'}× the step time; {argument})."]
 
 
+def _height_time_notes(records: list[dict], stats: dict[str, dict], primary: str) -> list[str]:
+    """How the equal-wall-clock height runs were sized, and what they say."""
+    budgets = [r.get("time_budget_s") for r in records if r.get("time_budget_s")]
+    probes = {r["label"]: c["calibration"]["s_per_step"] for r in records for c in r["cases"]
+              if c.get("calibration")}
+    lines = []
+    if budgets:
+        lines.append(
+            f"- Budget: {statistics.fmean(budgets):.1f} s, the wall-clock of the main table's NestNet run "
+            "(height 2). Each other height first times "
+            + ", ".join(f"{_pretty(k)} {1000 * v:.0f} ms" for k, v in sorted(probes.items()))
+            + " per step on a short probe fit of its own network, runs budget / that many steps (the "
+            "learning-rate schedule over those steps) and stops hard at the budget. The parameter counts "
+            "differ by the few weights of the deeper subnetworks only, so this is also equal parameters."
+        )
+    order = [k for k in _rank(stats, primary) if stats[k]["final"].get(primary) is not None]
+    if order:
+        lines.append(f"- At equal wall-clock {_pretty(order[0])} is best by final {METRIC_LABELS[primary]}"
+                     + (f"; then {', '.join(_pretty(k) for k in order[1:])}." if len(order) > 1 else "."))
+    return lines
+
+
 def _default_label(name: str, kwargs: dict[str, Any]) -> str | None:
     """The ablation variant label the main table's NestNet configuration corresponds to."""
     if name not in _DEFAULT_VARIANT:
@@ -225,7 +248,8 @@ def _ablation_sections(results: Path, protocol: str) -> tuple[list[str], list[st
     lines = ["### Ablations (NestNet; image task unless stated)", ""]
     metrics = TASK_METRICS["image"]
     primary = metrics[0]
-    for name in ("height", "init", "subnets", "share", "frequencies", "equal_params", "equal_time", "prior"):
+    for name in ("height", "init", "subnets", "share", "frequencies", "equal_params", "equal_time", "height_time",
+                 "prior"):
         records = load_records(base / name)
         if not records:
             continue
@@ -251,6 +275,10 @@ def _ablation_sections(results: Path, protocol: str) -> tuple[list[str], list[st
             recs += [r for r in image_records if r["seed"] in seeds]
         if name == "equal_time":
             recs += [r for r in main_nest if r["seed"] in seeds]
+        if name == "height_time":  # the main table's NestNet run is the default height's row
+            height = {**nestnet_defaults(), **(main_nest[0].get("model_kwargs") or {})}["height"] if main_nest \
+                else None
+            recs += [{**r, "label": f"height={height}"} for r in main_nest if r["seed"] in seeds]
         agg = aggregate(recs, metrics)
         for group, stats in agg.items():
             if len(agg) > 1:
@@ -287,6 +315,8 @@ def _ablation_sections(results: Path, protocol: str) -> tuple[list[str], list[st
                         f"- At equal wall-clock NestNet ranks {order.index('nestnet') + 1} of {len(order)}"
                         + (f", behind {_pretty(order[0])}." if order[0] != "nestnet" else ".")
                     )
+            elif name == "height_time":
+                lines += _height_time_notes(records, stats, primary)
             else:
                 lines += _ablation_conclusion(name, stats, primary, default_label)
                 lines += _default_decision(name, stats, primary, default_label)

@@ -39,6 +39,7 @@ from benchmarks.common import (  # noqa: E402
     TASK_NAMES,
     is_smoke,
     missing_data_folder_message,
+    protocol_tasks,
 )
 from benchmarks.jobs import (  # noqa: E402
     _configure_torch,
@@ -49,6 +50,7 @@ from benchmarks.jobs import (  # noqa: E402
 )
 from benchmarks.plans import (  # noqa: E402
     ABLATIONS,
+    TIMED_ABLATIONS,
     _ablation_jobs,
     _main_job,
     _sweep,
@@ -118,11 +120,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-report", action="store_true", help="do not regenerate RESULTS.md at the end")
     args = p.parse_args(argv)
     try:
-        args.tasks = _csv(args.task, TASK_NAMES, "task", TASK_NAMES)
+        args.tasks = _csv(args.task, TASK_NAMES, "task", protocol_tasks(args.protocol))
         args.model_list = _csv(args.models, tuple(available_networks()), "model", MODEL_NAMES)
         args.ablations = _csv(args.ablation, ABLATIONS, "ablation", ABLATIONS) if args.ablation else []
     except argparse.ArgumentTypeError as exc:
         p.error(str(exc))
+    absent = [t for t in args.tasks if t not in protocol_tasks(args.protocol)]
+    if absent:
+        p.error(f"protocol {args.protocol} has no {', '.join(absent)} task; it defines "
+                f"{', '.join(protocol_tasks(args.protocol))} (or use --protocol quick)")
     if args.seeds < 1:
         p.error("--seeds must be at least 1")
     if args.jobs < 1:
@@ -191,12 +197,15 @@ def _run_all(args, results: Path) -> list[str]:
     ]
     if args.ablations:
         jobs += _ablation_jobs(args, results, multipliers, timing_ready=False)
-    if "equal_time" in args.ablations:
-        # The time budget comes from the main image runs of every model: make sure they exist first.
+    timed = [name for name in args.ablations if name in TIMED_ABLATIONS]
+    if timed:
+        # The time budget comes from the main image runs (equal_time: of every model, whose step
+        # times set the step counts; height_time: NestNet's): make sure they exist first.
+        models = MODEL_NAMES if "equal_time" in timed else ("nestnet",)
         for seed in range(min(args.seeds, PROTOCOLS[protocol]["ablation_seeds"])):
-            jobs += [_main_job(args, results, multipliers, "image", model, seed) for model in MODEL_NAMES]
+            jobs += [_main_job(args, results, multipliers, "image", model, seed) for model in models]
     errors += _run_jobs(jobs, args)
-    if "equal_time" in args.ablations:
+    if timed:
         errors += _run_jobs(_ablation_jobs(args, results, multipliers, timing_ready=True), args)
     return errors
 

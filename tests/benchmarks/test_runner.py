@@ -262,3 +262,57 @@ def test_prior_ablation_runs_nestnet_at_image_settings(runner, tiny_run, tmp_pat
     assert main["cases"][0]["effective_model_kwargs"]["num_frequencies"] < 32  # the task default
     text = (out / "RESULTS.md").read_text()
     assert "Task-specific prior" in text and re.search(r"Like for like, NestNet ranks \d of \d INRs", text)
+
+
+def test_height_time_gives_each_height_the_default_nestnet_wall_clock(runner, tiny_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run[0], out)
+    argv = ["--protocol", "tiny", "--task", "image", "--models", "nestnet", "--seeds", "1",
+            "--ablation", "height_time", "--device", "cpu", "--threads", "1", "--out", str(out)]
+    assert runner.main(argv) == 0
+    main = json.loads((out / "results" / "tiny" / "image" / "nestnet_seed0.json").read_text())
+    folder = out / "results" / "tiny" / "ablation" / "height_time"
+    assert not list(folder.glob("height2*"))  # height 2 is the default: the main table's run is its row
+    for height in (3, 4):
+        rec = json.loads(next(folder.glob(f"height{height}_seed0.json")).read_text())
+        assert rec["model_kwargs"]["height"] == height and rec["status"] == "ok"
+        assert rec["time_budget_s"] == pytest.approx(main["seconds"])
+        [case] = rec["cases"]
+        probe = case["calibration"]
+        assert probe["s_per_step"] > 0 and probe["budget_s"] == rec["time_budget_s"]
+        # the step count was sized from the probe (>= 10, <= 4x the protocol's), the budget capped the run
+        assert case["steps_requested"] == probe["steps"] and 10 <= probe["steps"] <= 40
+        assert case["steps"] <= probe["steps"]
+    text = (out / "RESULTS.md").read_text()
+    section = text.split("#### Height 2 vs 3 vs 4 at equal wall-clock")[1].split("Produced by")[0]
+    assert re.search(r"\| height=2 \|", section) and re.search(r"\| height=4 \|", section)
+    assert "Budget:" in section and "ms per step on a short probe fit" in section
+
+
+def test_a_task_the_protocol_does_not_define_is_one_clear_error(runner, capsys):
+    with pytest.raises(SystemExit):
+        runner.main(["--protocol", "cpu256", "--task", "ct"])
+    err = capsys.readouterr().err
+    assert "protocol cpu256 has no ct task" in err and "image" in err
+    assert runner.parse_args(["--protocol", "cpu256"]).tasks == ["image"]  # "all": the protocol's tasks
+
+
+def test_cpu256_signal_has_more_values_than_any_network_has_parameters():
+    from benchmarks.cases import build_cases
+    from benchmarks.common import DEFAULT_DATA_DIR, MODEL_NAMES, model_kwargs_for
+    from monai_nets import get_network
+
+    if not DEFAULT_DATA_DIR.is_dir():
+        pytest.skip(f"benchmark data folder {DEFAULT_DATA_DIR} not here")
+    [case] = build_cases("cpu256", "image", DEFAULT_DATA_DIR)
+    assert case.reference.shape == (256, 256, 3) and case.reference.dtype.name == "float32"
+    assert "resized from 512x512" in case.description
+    for model in MODEL_NAMES:
+        net = get_network(model, 2, 3, **model_kwargs_for("cpu256", model))
+        count = net.num_real_parameters() if hasattr(net, "num_real_parameters") else \
+            sum(p.numel() for p in net.parameters())
+        # FFN's 256 Fourier features make its first layer 512 wide: it has about as many parameters as
+        # the signal has values (the protocol note says so); every other network has at most 70 % as many.
+        assert count < (1.01 if model == "ffn" else 0.75) * case.reference.size, model
