@@ -382,10 +382,33 @@ class NestedActivation(nn.Module):
         # (2 x 256, 65,536 points, one CPU thread: 1,419 -> 479 ms per train step, r = 1: 385 ms).
         channels = self._check_channels(z, channel_dim)
         r = self.num_subnets
+        if self.inner is None and channels % r == 0:
+            return self._forward_blocked(z, channel_dim, channels)
         starts = [-(-j * channels // r) for j in range(r + 1)]  # first channel c with c * r // C == j
         blocks = z.split([starts[j + 1] - starts[j] for j in range(r)], dim=channel_dim)
         return torch.cat([self._forward_subnet(block.contiguous(), j, z.numel()) for j, block in enumerate(blocks)],
                          dim=channel_dim)
+
+    def _forward_blocked(self, z: torch.Tensor, channel_dim: int, channels: int) -> torch.Tensor:
+        """Height 2, equal blocks: one kernel over every block, z viewed as ``(..., r, C / r, ...)``.
+
+        The parameters broadcast along the new block axis, so no block is copied out of z and no
+        output is concatenated (the copies cost r = 2 a third of its step: compiled, 2 x 256, 65,536
+        points, one CPU thread, activation forward + backward 454 -> 325 ms, r = 1 275 ms).  The
+        backward reduces each parameter's gradient over the points and the block's channels.
+        """
+        r = self.num_subnets
+        cdim = channel_dim % z.ndim
+        blocks = z.unflatten(cdim, (r, channels // r))  # a view: channel c = block c // (C / r)
+        bshape = (r,) + (1,) * (z.ndim - cdim)
+        cast = z.dtype
+        w1, b1, w2 = (t.to(cast).reshape(bshape + (SUBNET_WIDTH,)) for t in (self.w1, self.b1, self.w2))
+        b2 = self.b2.to(cast).reshape(bshape)
+        if capturing_graph():
+            out = _rho_forward(blocks, w1, b1, w2, b2)
+        else:
+            out = _FusedRho.apply(blocks, w1, b1, w2, b2, z.numel())
+        return out.flatten(cdim, cdim + 1)
 
     def _forward_subnet(self, z: torch.Tensor, j: int, layer_numel: int | None = None) -> torch.Tensor:
         """Subnetwork ``j`` of this level (and of every inner level) applied to all of ``z``, a channel

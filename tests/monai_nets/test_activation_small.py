@@ -46,7 +46,8 @@ def test_rule_reuses_an_existing_graph_down_to_the_reuse_floor():
 
 
 def test_auto_decides_on_the_whole_layer_not_the_channel_block(backend, fresh_compile_state, monkeypatch):
-    """r = 2 splits a layer into two 128-channel calls; the rule sees the layer's points x 256."""
+    """r = 2 on an even width is one call over the layer (both blocks at once); on an odd width the
+    blocks are separate calls, and the rule still sees the layer's points x width."""
     seen = []
 
     def kernels(kind, numel, z):
@@ -58,8 +59,13 @@ def test_auto_decides_on_the_whole_layer_not_the_channel_block(backend, fresh_co
     net = get_network("nestnet", spatial_dims=2, out_channels=1)
     net(torch.rand(300, 2) * 2 - 1).sum().backward()
     assert {numel for _, numel, _ in seen} == {300 * WIDTH}
-    assert {block for _, _, block in seen} == {300 * WIDTH // 2}
-    assert {kind for kind, _, _ in seen} == {0, 1}
+    assert {block for _, _, block in seen} == {300 * WIDTH}
+    assert len(seen) == 2 * 2 and {kind for kind, _, _ in seen} == {0, 1}  # 2 layers x (forward, backward)
+    seen.clear()
+    odd = get_network("nestnet", spatial_dims=2, out_channels=1, hidden_channels=(33, 33))
+    odd(torch.rand(300, 2) * 2 - 1).sum().backward()
+    assert {numel for _, numel, _ in seen} == {300 * 33}
+    assert {block for _, _, block in seen} == {300 * 17, 300 * 16}  # blocks of 17 and 16 channels
 
 
 def test_auto_picks_eager_below_and_compile_at_the_threshold(backend, fresh_compile_state, monkeypatch):

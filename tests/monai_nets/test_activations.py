@@ -58,6 +58,23 @@ def test_fused_matches_naive_forward_and_backward(height, num_subnets):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("num_subnets", [2, 3, 4])
+@pytest.mark.parametrize("shape, channel_dim", [((64, 12), -1), ((3, 12, 5, 4), None), ((2, 7, 12), -1)])
+def test_one_kernel_over_equal_blocks_matches_naive(num_subnets, shape, channel_dim):
+    """Height 2 with the width a multiple of r: every block in one call, z viewed as (..., r, C / r, ...)."""
+    fused = _perturbed(NestedActivation(2, num_subnets, channel_dim=channel_dim)).double()
+    naive = NestedActivation(2, num_subnets, channel_dim=channel_dim, fused=False).double()
+    naive.load_state_dict(fused.state_dict())
+    z = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    yf, yn = fused(z), naive(z)
+    assert yf.shape == z.shape
+    torch.testing.assert_close(yf, yn)
+    gf = torch.autograd.grad((yf**2).sum(), [z, *fused.parameters()])
+    gn = torch.autograd.grad((yn**2).sum(), [z, *naive.parameters()])
+    for a, b in zip(gf, gn):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("height", [2, 3])
 @pytest.mark.parametrize("fused", [True, False])
 def test_gradcheck_all_parameters_and_input(height, fused):
