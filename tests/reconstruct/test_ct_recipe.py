@@ -77,7 +77,10 @@ def test_tv_solver_search_and_bad_weight(scan):
     result = ct_reconstruct(sino, theta, layout="torch", method="tv", tv_search=True, reference=phantom,
                             iterations=30)
     search = result.extras["tv_search"]
-    assert len(search["weights"]) == 3
+    # the solver is cheap: two decades around tv_weight in quarter-decade steps, 1e-4 ... 1e-2 at 1e-3
+    assert [t["tv_weight"] for t in search["weights"]] == pytest.approx(list(tv_candidates(1e-3, "tv")))
+    assert len(search["weights"]) == 9 and search["weights"][0]["tv_weight"] == pytest.approx(1e-4)
+    assert search["weights"][-1]["tv_weight"] == pytest.approx(1e-2)
     assert search["chosen"] == min(search["weights"], key=lambda t: t["held_out_error"])["tv_weight"]
     assert result.metrics["psnr"] > result.extras["fbp_metrics"]["psnr"]
     # tv_weight 0 turns TV off, and with it the search
