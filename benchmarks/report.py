@@ -199,6 +199,7 @@ NOT_FIRST_TRIED = [
 def _standalone_sections(results: Path) -> list[str]:
     """Sections of the standalone benchmarks that render their own record (the script's ``results_section``)."""
     from benchmarks.bench_ct import results_section as ct_section
+    from benchmarks.bench_ct3d import results_section as ct3d_section
     from benchmarks.bench_occupancy import results_section as occupancy_section
     from benchmarks.bench_pinn_schemes import results_section as pinn_schemes_section
 
@@ -207,6 +208,8 @@ def _standalone_sections(results: Path) -> list[str]:
         lines += occupancy_section(read_json(path))
     for path in sorted(results.glob("ct_table*.json")):
         lines += ct_section(read_json(path))
+    for path in sorted(results.glob("ct3d_table*.json")):
+        lines += ct3d_section(read_json(path))
     for path in sorted(results.glob("pinn_schemes*.json")):
         lines += pinn_schemes_section(read_json(path))
     return lines

@@ -1,0 +1,45 @@
+"""benchmarks/bench_ct3d.py end to end on a tiny volume: rows, resume, the rendered section."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_ct3d.py"), "--size", "8", "--views", "8",
+           "--methods", "fbp,sart,inr:nestnet", "--steps", "3", "--out", str(out), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_rows_resume_and_section(tmp_path):
+    out = tmp_path / "ct3d.json"
+    first = _run(out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    record = json.loads(out.read_text())
+    rows = record["rows"]
+    assert {(r["case"], r["method"]) for r in rows} == {
+        (case, method) for case in ("stack-8", "cone-8") for method in ("fbp", "sart", "inr:nestnet")}
+    for r in rows:
+        assert r["psnr"] is not None and r["seconds"] >= 0
+    inr = [r for r in rows if r["method"] == "inr:nestnet"]
+    assert all(r["steps"] <= 3 and r["steps_override"] == 3 for r in inr)
+    # a second run skips every row it already has
+    again = _run(out)
+    assert again.returncode == 0 and len(json.loads(out.read_text())["rows"]) == len(rows)
+    from benchmarks.bench_ct3d import SECTION_TITLE, results_section
+
+    text = "\n".join(results_section(json.loads(out.read_text())))
+    assert text.startswith(SECTION_TITLE) and "#### cone-8" in text and "#### stack-8" in text
+    assert "Cone goal (≥ FDK + 3 dB" in text and "FBP / FDK (ramp)" in text
+    # another volume size in the same file is refused, not mixed in
+    other = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ct3d.py"), "--size", "10",
+                            "--views", "8", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                           cwd=ROOT)
+    assert other.returncode == 2 and "pass another --out" in other.stderr
