@@ -246,14 +246,20 @@ def test_forced_sweep_drops_stale_extension_records(runner, tiny_run, tmp_path):
     assert (sweep / "nestnet_x1.json").exists()
 
 
-def test_prior_ablation_runs_nestnet_at_image_settings(runner, tiny_run, tmp_path):
+def _ablation_on_a_copy(runner, tiny_run, tmp_path, task: str, models: str, ablation: str) -> Path:
+    """Run one ablation on a copy of the module's tiny run (its main records are reused); returns the copy."""
     import shutil
 
     out = tmp_path / "copy"
     shutil.copytree(tiny_run[0], out)
-    argv = ["--protocol", "tiny", "--task", "denoise", "--models", "nestnet,siren", "--seeds", "1",
-            "--ablation", "prior", "--device", "cpu", "--threads", "1", "--out", str(out)]
+    argv = ["--protocol", "tiny", "--task", task, "--models", models, "--seeds", "1",
+            "--ablation", ablation, "--device", "cpu", "--threads", "1", "--out", str(out)]
     assert runner.main(argv) == 0
+    return out
+
+
+def test_prior_ablation_runs_nestnet_at_image_settings(runner, tiny_run, tmp_path):
+    out = _ablation_on_a_copy(runner, tiny_run, tmp_path, "denoise", "nestnet,siren", "prior")
     folder = out / "results" / "tiny" / "ablation" / "prior"
     rec = json.loads(next(folder.glob("denoise*_seed0.json")).read_text())
     assert rec["task"] == "denoise" and rec["status"] == "ok"
@@ -265,13 +271,7 @@ def test_prior_ablation_runs_nestnet_at_image_settings(runner, tiny_run, tmp_pat
 
 
 def test_height_time_gives_each_height_the_default_nestnet_wall_clock(runner, tiny_run, tmp_path):
-    import shutil
-
-    out = tmp_path / "copy"
-    shutil.copytree(tiny_run[0], out)
-    argv = ["--protocol", "tiny", "--task", "image", "--models", "nestnet", "--seeds", "1",
-            "--ablation", "height_time", "--device", "cpu", "--threads", "1", "--out", str(out)]
-    assert runner.main(argv) == 0
+    out = _ablation_on_a_copy(runner, tiny_run, tmp_path, "image", "nestnet", "height_time")
     main = json.loads((out / "results" / "tiny" / "image" / "nestnet_seed0.json").read_text())
     folder = out / "results" / "tiny" / "ablation" / "height_time"
     assert not list(folder.glob("height2*"))  # height 2 is the default: the main table's run is its row
