@@ -195,12 +195,19 @@ def occupancy_screenshot(viewer, steps: int | None) -> None:
     _shot(viewer, "occupancy_3d.png")
 
 
-def time_defaults(viewer) -> None:
-    """Dock each panel, open its sample, click Run at the defaults, and print the seconds it took."""
+def time_defaults(viewer, panels: list[str] | None = None) -> None:
+    """Dock each panel (or those named in ``panels``), open its sample, click Run at the defaults, and
+    print the seconds it took."""
     import torch
 
+    known = [name for name, _ in DEFAULT_RUNS]
+    unknown = sorted(set(panels or ()) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown panel {', '.join(unknown)}; choose from {', '.join(known)}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
     for panel_name, sample in DEFAULT_RUNS:
+        if panels and panel_name not in panels:
+            continue
         panel = _open(viewer, panel_name, sample, None)
         settings = f"{panel.field('steps').value} steps, width {panel.field('hidden_width').value}"
         seconds = _click_run(panel)
@@ -212,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="steps for every run (default: each panel's own)")
     parser.add_argument("--time-defaults", action="store_true", help="only time every panel's default run")
+    parser.add_argument("--panel", action="append", default=None, metavar="NAME",
+                        help="with --time-defaults: time only this panel (repeatable), e.g. 'CT reconstruction'")
     args = parser.parse_args(argv)
     _ensure_display()
     import napari
@@ -222,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.window.resize(*WINDOW)
     try:
         if args.time_defaults:
-            time_defaults(viewer)
+            time_defaults(viewer, args.panel)
             return 0
         denoise_screenshot(viewer, args.steps)
         _fresh(viewer)
