@@ -184,7 +184,9 @@ def results_section(record: dict[str, Any]) -> list[str]:
         "(the ground-truth-free held-out stop, then a refit on all projections); the plain model rows fit with the "
         f"TV weight fixed at {defaults.get('tv_weight')} (`tv_search=False`), the '+ TV search' rows choose it on the "
         "held-out projections among it × (1/3, 1, 3) (`tv_search=True`, which became the task's default during "
-        "these runs; see the note)"
+        "these runs; see the note); the TV solver's held-out weight is chosen among "
+        f"{defaults.get('tv_weight')} × 10^(k/4), k = −4…4 (the oracle's grid, by held-out error instead of the "
+        "ground truth)"
         + (f"; INR overrides {record['inr_params']}" if record.get("inr_params") else "")
         + f"). PSNR/SSIM of the returned image on the inscribed circle. Seeds {','.join(map(str, seeds))} "
         "(noise and network seed alike; mean ± std over seeds where more than one). *oracle* marks what was "
@@ -197,7 +199,7 @@ def results_section(record: dict[str, Any]) -> list[str]:
         "the solver's iterations. The best iterate's step (after the @) counts from the start of the held-out run "
         "through the refit (TV search: in the refit). Seconds: of the whole call for the INRs (all its fits); for "
         "the classical searches, of the one picked (the FBP search took about 5×, the TV-oracle search 9×; "
-        "the held-out TV weight is 3 solves and the final one, all counted). The seconds were measured with two "
+        "the held-out TV weight is 9 solves and the final one, all counted). The seconds were measured with two "
         "rows running at once on a machine shared with other jobs, so their ratios are rough (±2×).",
         "",
     ]
