@@ -182,9 +182,10 @@ def results_section(record: dict[str, Any]) -> list[str]:
         f"{record.get('task_default_steps')} steps, data filter {defaults.get('data_filter')} at power "
         f"{defaults.get('data_filter_power')}, stop {defaults.get('stop')} with held_out {defaults.get('held_out')} "
         "(the ground-truth-free held-out stop, then a refit on all projections); the plain model rows fit with the "
-        f"TV weight fixed at {defaults.get('tv_weight')} (`tv_search=False`), the '+ TV search' rows choose it on the "
-        "held-out projections among it × (1/3, 1, 3) (`tv_search=True`, which became the task's default during "
-        "these runs; see the note); the TV solver's held-out weight is chosen among "
+        f"TV weight fixed at {defaults.get('tv_weight')} (`tv_search=False`: the task's default again since these "
+        "tables showed the search does not pay), the '+ TV search' rows choose it on the held-out projections "
+        "among it × (1/3, 1, 3) (`tv_search=True`, the task's default during some of these runs; see the note); "
+        "the TV solver's held-out weight is chosen among "
         f"{defaults.get('tv_weight')} × 10^(k/4), k = −4…4 (the oracle's grid, by held-out error instead of the "
         "ground truth)"
         + (f"; INR overrides {record['inr_params']}" if record.get("inr_params") else "")
