@@ -1,16 +1,19 @@
-"""Ground-truth-free early stopping on held-out measurements (reconstruct.fit.HeldOut, the tasks' stop="held_out")."""
+"""Ground-truth-free stopping: held-out measurements (reconstruct.fit.HeldOut, the tasks' stop="held_out"),
+the discrepancy principle, the noise estimate, the stop parameters' errors and the stop in the records."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from monai_nets import get_network, set_fused_backend
-from reconstruct.fit import HeldOut, fit
+from reconstruct.fit import Discrepancy, HeldOut, fit
 from reconstruct.metrics import psnr
 from reconstruct.operators import Identity, RadonOperator
-from reconstruct.stopping import random_mask
+from reconstruct.stopping import estimate_noise_sigma, random_mask
 
 
 @pytest.fixture(autouse=True)
@@ -203,3 +206,147 @@ def test_super_resolution_holds_out_low_resolution_pixels_when_asked():
     frames = simulate_misr_frames(clean, shifts, rotations, scale=2)
     multi = super_resolve_multi(frames, shifts=shifts, rotations=rotations, scale=2, stop="held_out", **small)
     assert multi.extras["stop"]["rule"] == "held_out" and multi.output.shape == (32, 32)
+
+
+# ------------------------------------------------------------------ the discrepancy principle
+def test_discrepancy_stops_where_the_residual_first_reaches_tau_sigma():
+    clean, noisy = _noisy_photo()
+    y = noisy[..., None]
+    whole = fit(_net(), Identity(clean.shape, 1), y, steps=200, lr=5e-3, discrepancy=Discrepancy(1e-6))
+    assert not whole.discrepancy.reached and whole.stopped_by == "steps" and whole.steps == 200
+    sigma, tau = 0.1, 1.05
+    first = next(s for s, r in whole.discrepancy.curve if r <= tau * sigma)
+    stopped = fit(_net(), Identity(clean.shape, 1), y, steps=200, lr=5e-3, discrepancy=Discrepancy(sigma, tau))
+    choice = stopped.discrepancy
+    assert choice.reached and stopped.stopped_by == "discrepancy" and 0 < first < 200
+    assert choice.step == first == stopped.steps == len(stopped.history)  # no update after the bound is met
+    assert all(r > choice.threshold for _, r in choice.curve[:-1]) and choice.residual <= choice.threshold
+    assert choice.residual == pytest.approx(dict(whole.discrepancy.curve)[first], rel=1e-5)
+    # the model returned is the iterate whose residual met the bound
+    assert float(np.sqrt(np.mean((stopped.output - noisy) ** 2))) == pytest.approx(choice.residual, rel=1e-4)
+    assert psnr(stopped.output, clean, 1.0) > psnr(noisy, clean, 1.0) + 1.0
+    assert "residual_rms" in stopped.history[0]
+
+
+def test_discrepancy_of_a_random_batch_fit_is_checked_on_evaluation_steps():
+    clean, noisy = _noisy_photo()
+    result = fit(_net(), Identity(clean.shape, 1), noisy[..., None], steps=400, lr=5e-3, batch_size=512,
+                 eval_every=20, discrepancy=Discrepancy(0.1, 1.1))
+    assert result.discrepancy.reached and result.steps % 20 == 0
+    assert [s for s, _ in result.discrepancy.curve] == list(range(20, result.steps + 1, 20))
+
+
+def test_the_noise_estimate_finds_the_noise_level():
+    clean, noisy = _noisy_photo(96, 0.1)
+    assert estimate_noise_sigma(noisy) == pytest.approx(0.1, rel=0.1)
+    colour = np.stack([noisy, noisy[::-1], noisy[:, ::-1]], -1)
+    assert estimate_noise_sigma(colour, channel_axis=-1) == pytest.approx(0.1, rel=0.1)
+
+
+def test_denoise_discrepancy_reports_sigma_in_the_data_s_units():
+    from reconstruct.tasks import denoise
+
+    clean, noisy = _noisy_photo()
+    noisy8 = np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
+    small = {"model_kwargs": {"hidden_channels": (32, 32), "num_frequencies": 16}, "steps": 200}
+    given = denoise(noisy8, stop="discrepancy", noise_sigma=25.5, **small)
+    stop = given.extras["stop"]
+    assert stop["rule"] == "discrepancy" and stop["sigma_source"] == "given" and stop["sigma"] == pytest.approx(25.5)
+    assert stop["threshold"] == pytest.approx(25.5) and stop["reached"]
+    assert stop["residual_rms"] <= stop["threshold"] and given.stopped_by == "discrepancy"
+    assert stop["step"] == given.steps and given.extras["parameters"]["noise_sigma"] == 25.5
+    estimated = denoise(noisy8, stop="discrepancy", tau=1.1, **small).extras["stop"]
+    assert estimated["sigma_source"] == "estimated" and estimated["sigma"] == pytest.approx(25.5, rel=0.15)
+    assert estimated["threshold"] == pytest.approx(1.1 * estimated["sigma"])
+
+
+def test_ct_discrepancy_takes_sigma_in_sinogram_units():
+    from skimage.transform import radon
+
+    from reconstruct.tasks import ct_reconstruct
+
+    n = 24
+    yy, xx = np.mgrid[:n, :n] - n / 2
+    disc = ((xx**2 + yy**2) < (n / 3) ** 2).astype(np.float64)
+    theta = np.linspace(0, 180, 30, endpoint=False)
+    sino = radon(disc, theta=theta, circle=True)
+    sino += 0.05 * sino.max() * np.random.default_rng(0).standard_normal(sino.shape)
+    result = ct_reconstruct(sino, theta, steps=150, stop="discrepancy", noise_sigma=0.05 * sino.max(),
+                            model_kwargs={"hidden_channels": (16, 16)})
+    stop = result.extras["stop"]
+    assert stop["rule"] == "discrepancy" and stop["sigma"] == pytest.approx(0.05 * sino.max())
+    assert stop["reached"] and stop["residual_rms"] <= stop["threshold"] and result.steps == stop["step"] < 150
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"held_out": 1.0}, r"held_out must be a finite number in \[0, 0.5\]; got 1.0"),
+    ({"held_out": -0.1}, r"held_out must be a finite number in \[0, 0.5\]"),
+    ({"noise_sigma": -1.0}, r"noise_sigma must be a finite number in \(0, inf\] or None; got -1.0"),
+    ({"noise_sigma": 0.0}, r"noise_sigma must be a finite number in \(0, inf\]"),
+    ({"tau": 0.0}, r"tau must be a finite number in \(0"),
+    ({"stop": "early"}, "stop must be one of auto, held_out, discrepancy, none; got 'early'"),
+    ({"stop": "held_out", "held_out": 0.0}, "stop='held_out' needs a held_out fraction > 0"),
+])
+def test_bad_stop_parameters_give_one_line(kwargs, match):
+    from reconstruct.tasks import denoise
+
+    with pytest.raises(ValueError, match=match) as info:
+        denoise(np.random.default_rng(0).random((16, 16)).astype(np.float32), steps=2, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_one_stop_rule_at_a_time_and_a_positive_sigma():
+    y = np.zeros((8, 8, 1), np.float32)
+    mask = np.zeros((8, 8, 1), bool)
+    mask[0] = True
+    with pytest.raises(ValueError, match="choose one stop rule"):
+        fit(_net(), Identity((8, 8), 1), y, steps=2, held_out=HeldOut(mask), discrepancy=Discrepancy(0.1))
+    with pytest.raises(ValueError, match="the discrepancy sigma must be a finite number > 0; got -0.1"):
+        fit(_net(), Identity((8, 8), 1), y, steps=2, discrepancy=Discrepancy(-0.1))
+
+
+def _noisy_png(path, n: int = 64, sigma: float = 0.1):
+    from reconstruct.io import write_image
+
+    yy, xx = np.mgrid[:n, :n] / n
+    clean = 0.5 + 0.3 * np.sin(2 * np.pi * 1.5 * xx) * np.cos(2 * np.pi * yy) + 0.15 * (xx > 0.5)
+    noisy = clean + sigma * np.random.default_rng(0).standard_normal(clean.shape)
+    write_image(path, np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8))
+    return clean
+
+
+def test_the_readme_denoise_command_returns_a_cleaner_image_than_its_input(tmp_path, capsys):
+    from reconstruct.cli import main
+    from reconstruct.io import read_image
+
+    clean = _noisy_png(tmp_path / "noisy.png")
+    code = main(["denoise", str(tmp_path / "noisy.png"), "--model", "siren", "--steps", "300", "--no-progress",
+                 "--out", str(tmp_path / "clean.png")])
+    assert code == 0, capsys.readouterr().err
+    noisy, _ = read_image(tmp_path / "noisy.png")
+    out, _ = read_image(tmp_path / "clean.png")
+    noisy_db, out_db = psnr(noisy / 255.0, clean, 1.0), psnr(out / 255.0, clean, 1.0)
+    assert np.abs(out.astype(float) - noisy).mean() > 4  # measurably different from its input ...
+    assert out_db > noisy_db + 3.0, (out_db, noisy_db)  # ... and better (measured: 20.10 -> 25.36 dB at step 11;
+    # --stop none, the old behaviour: 20.16 dB, a mean change of 0.2 grey levels)
+    record = json.loads((tmp_path / "clean.json").read_text())
+    stop = record["stop"]
+    assert stop["rule"] == "held_out" and 0 < stop["step"] < 300 and stop["refit_steps"] == stop["step"]
+    assert record["steps_run"] < 600 and len(stop["curve"]) > stop["step"]
+    assert "stop" not in record["extras"]
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--held-out", "1"], "held_out must be a finite number in [0, 0.5]; got 1"),
+    (["--noise-sigma", "-2"], "noise_sigma must be a finite number in (0, inf] or None; got -2"),
+    (["--stop", "held_out", "--held-out", "0"], "stop='held_out' needs a held_out fraction > 0"),
+])
+def test_the_command_line_answers_bad_stop_values_with_one_line(tmp_path, capsys, args, match):
+    from reconstruct.cli import main
+
+    _noisy_png(tmp_path / "noisy.png", n=16)
+    code = main(["denoise", str(tmp_path / "noisy.png"), "--steps", "2", "--no-progress", *args])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and match in lines[0], err
+    assert not (tmp_path / "noisy_denoised.png").exists()
