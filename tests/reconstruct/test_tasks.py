@@ -184,7 +184,7 @@ def _sinogram(phantom: np.ndarray, n_angles: int = 60, noise: float = 0.0, seed:
 def test_ct_nestnet_beats_fbp_on_60_views_and_tv_helps(phantom64, seed):
     sino, theta = _sinogram(phantom64, 60, noise=0.01, seed=seed)
     # The default recipe for a fixed 60 steps at the default TV weight (the held-out stop and the TV search
-    # are tested in test_held_out.py and test_ct_recipe.py).
+    # are tested in test_stopping.py and test_ct_recipe.py).
     result = ct_reconstruct(sino, theta, reference=phantom64, steps=60, seed=seed, device="cpu", held_out=0.0,
                             tv_search=False)
     fbp = result.extras["fbp_metrics"]  # about 27.9 dB; the recipe about 34.0
