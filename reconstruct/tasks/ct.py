@@ -330,11 +330,14 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
     disc is projected), the residual is weighted by the ramp (``data_filter_power=0.5``: the FBP
     filter's square root, so the image converges evenly across frequencies instead of fitting the
     noise first), a tenth of the projections is held out to choose the step (then a refit on all of
-    them), and ``tv_search`` picks the TV weight among 1e-3 × (1/3, 1, 3) by the held-out error. On
-    chest 96² this gives 34.41 dB (the held-out TV solver 33.96, SART 32.90, FBP 30.53; the old
-    recipe, full ramp without the support, 27.46), on 128² 33.72 (held-out TV 32.33). On 360° fan
-    scans of piecewise-constant phantoms the held-out choice is weak (other views' conjugate rays
-    predict the held-out ones) and the INR can end below FBP: raise ``tv_weight`` there.
+    them), TV 1e-3. On chest 96² (3 seeds) this gives 34.38 ± 0.19 dB against the TV solver with
+    its weight chosen on held-out projections 34.12, SART 32.86, FBP 30.51 (the old recipe, full ramp
+    without the support: 27.46); on 128² 33.72 (held-out TV 33.13), on 256² 32.18 (held-out TV 30.73,
+    SART 30.55). ``tv_search=True`` also chooses the INR's TV weight on held-out projections: it did
+    not pay there (96²: 33.76 ± 0.56 dB, 2-4x the time), so it is off by default; for
+    ``method="tv"`` it costs seconds and is worth it (256²: 30.73 against 26.43 at the fixed weight).
+    On 360° fan scans of piecewise-constant phantoms the fixed 1e-3 is too little TV and the INR can
+    end below FBP: raise ``tv_weight`` there (the fan sample: 1e-2).
         circle: zero the reconstruction outside the inscribed circle, as ``iradon(circle=True)``
             (applied to ``output``, ``best.output`` and previews; per-step history metrics use the
             full square).
