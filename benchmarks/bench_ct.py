@@ -207,7 +207,7 @@ def run_row(size: int, views: int, noise: str, method: str, seed: int, steps: in
 
 
 def _fixed_tv() -> dict[str, Any]:
-    """``tv_search=False`` where the task has it (its default was True for a while): fixed-weight rows stay fixed."""
+    """``tv_search=False`` where the task has it (its default became True): the fixed-weight rows stay fixed."""
     return {"tv_search": False} if has_tv_search() else {}
 
 

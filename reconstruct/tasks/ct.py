@@ -46,10 +46,9 @@ CT_RECONSTRUCT = TaskSpec(
               flag="--filter"),
         Param("tv_weight", float, 1e-3, "total-variation weight on the normalised image (0 = off)", low=0.0,
               gui_high=10.0),
-        Param("tv_search", bool, False, "choose the TV weight by the error on held-out projections among "
-              "tv_weight x 10^(k/4), k = -4..4 (tv: seconds each; recommended there) or x (1/3, 1, 3) (inr: a fit "
-              "each, 3-4x the time; off by default: on chest 96², 45 views, 1 %, 3 seeds it gave 33.8 +- 0.6 dB "
-              "against 34.4 +- 0.2 at the fixed weight), then reconstruct from all projections with it "
+        Param("tv_search", bool, True, "inr and tv: choose the TV weight by the error on held-out projections "
+              "among tv_weight x (1/3, 1, 3) (inr: one fit each) or x 10^(k/4), k = -4..4 (tv: seconds each), "
+              "then reconstruct from all projections with it "
               "(only with the held-out stop: not for tv_weight 0, held_out 0 or another stop rule)"),
         Param("data_filter", str, "ramp", "fit FBP-filtered sinograms with this filter (fast on fine detail); "
               "None fits the sinogram itself (plain least squares)", choices=FILTER_NAMES, optional=True),
@@ -255,6 +254,8 @@ def _search_tv_inr(fit_with: Any, settings: FitSettings, params: dict[str, Any],
             return trial, net_kwargs
         trials.append({"tv_weight": weight, "held_out_error": trial.held_out.error * sino_scale ** 2,
                        "step": trial.held_out.step, "seconds": trial.seconds})
+        if trial.metrics:  # with a reference: how each candidate scored (oracle information, never the choice)
+            trials[-1]["oracle_metrics"] = {k: float(v) for k, v in trial.metrics.items()}
         if chosen is None or trial.held_out.error < chosen[1].held_out.error:
             chosen = (weight, trial)
     weight, trial = chosen
@@ -330,14 +331,11 @@ def ct_reconstruct(sinogram: Any, angles: Any, *, params: dict[str, Any], fit: F
     disc is projected), the residual is weighted by the ramp (``data_filter_power=0.5``: the FBP
     filter's square root, so the image converges evenly across frequencies instead of fitting the
     noise first), a tenth of the projections is held out to choose the step (then a refit on all of
-    them), TV 1e-3. On chest 96² (3 seeds) this gives 34.38 ± 0.19 dB against the TV solver with
-    its weight chosen on held-out projections 34.12, SART 32.86, FBP 30.51 (the old recipe, full ramp
-    without the support: 27.46); on 128² 33.72 (held-out TV 33.13), on 256² 32.18 (held-out TV 30.73,
-    SART 30.55). ``tv_search=True`` also chooses the INR's TV weight on held-out projections: it did
-    not pay there (96²: 33.76 ± 0.56 dB, 2-4x the time), so it is off by default; for
-    ``method="tv"`` it costs seconds and is worth it (256²: 30.73 against 26.43 at the fixed weight).
-    On 360° fan scans of piecewise-constant phantoms the fixed 1e-3 is too little TV and the INR can
-    end below FBP: raise ``tv_weight`` there (the fan sample: 1e-2).
+    them), and ``tv_search`` picks the TV weight among 1e-3 × (1/3, 1, 3) by the held-out error. On
+    chest 96² this gives 34.41 dB (the held-out TV solver 33.96, SART 32.90, FBP 30.53; the old
+    recipe, full ramp without the support, 27.46), on 128² 33.72 (held-out TV 32.33). On 360° fan
+    scans of piecewise-constant phantoms the held-out choice is weak (other views' conjugate rays
+    predict the held-out ones) and the INR can end below FBP: raise ``tv_weight`` there.
         circle: zero the reconstruction outside the inscribed circle, as ``iradon(circle=True)``
             (applied to ``output``, ``best.output`` and previews; per-step history metrics use the
             full square).

@@ -79,3 +79,9 @@ def test_photon_case_and_headline():
     line = bench.case_headline(cells)
     assert "TV 30.00" in line and "+1.50 dB" in line and "30×" in line
     assert "NestNet loses to no ground-truth-free row (and to the oracle TV oracle 33.00)" in line
+    # the task's default searches the TV weight: its row leads, the fixed-weight row is quoted after it
+    cells["inr_tvsearch:nestnet"] = {"label": "NestNet + TV search", "kind": "inr", "ground_truth_free": True,
+                                     "psnr": 32.0, "ssim": 0.93, "seconds": 200.0}
+    line = bench.case_headline(cells, default_search=True)
+    assert line.index("NestNet + TV search 32.00 dB, +2.00 dB") < line.index("NestNet 31.50 dB (+1.50 dB)")
+    assert "NestNet 31.50 dB, +1.50" in bench.case_headline(cells, default_search=False)

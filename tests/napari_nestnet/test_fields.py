@@ -84,9 +84,9 @@ def test_ct_fields_reach_the_task_and_its_report_is_the_layer_metadata(viewer, d
     sino = radon(phantom, theta=angles, circle=True).astype(np.float32)
     viewer.add_image(sino, name="sino", metadata={"angles_deg": angles.tolist()})
     panel = dock(CTReconstructionPanel, steps=5, tv_weight=0.002, data_filter=NONE_CHOICE, circle=False,
-                 filter_name="hann", tv_search=True)
+                 filter_name="hann")
     job = panel.make_job()
-    assert job.kwargs["data_filter"] is None and job.kwargs["circle"] is False and job.kwargs["tv_search"] is True
+    assert job.kwargs["data_filter"] is None and job.kwargs["circle"] is False
     assert job.kwargs["tv_weight"] == 0.002 and job.kwargs["steps"] == 5
 
     run_panel(panel)
@@ -99,7 +99,6 @@ def test_ct_fields_reach_the_task_and_its_report_is_the_layer_metadata(viewer, d
     assert recon.metadata["inputs"] == {"sinogram": "sino", "reference": None}
     assert recon.metadata["output"] == recon.name
     # steps run: the held-out run of the TV weight the search chose (5), then its refit on every projection
-    # (without tv_search the same count: the held-out run, then the refit)
     stop = recon.metadata["stop"]
     assert stop["rule"] == "held_out" and 1 <= stop["refit_steps"] <= 5
     assert recon.metadata["steps"] == 5 + stop["refit_steps"]

@@ -94,7 +94,7 @@ def test_ct_pipeline_loads_reconstructs_and_saves(tmp_path):
     # CT's default ground-truth-free stop: a held-out run of at most 100 steps, then the refit for the chosen count
     stop = d["fit"]["stop"]
     assert stop["rule"] == "held_out" and stop["refit_steps"] == stop["step"] and d["fit"]["steps"] <= 200
-    assert d["fit"]["tv_search"] is None  # the INR keeps its TV weight unless tv_search=True
+    assert d["fit"]["tv_search"]["chosen"] in [t["tv_weight"] for t in d["fit"]["tv_search"]["weights"]]
 
 
 def test_ct_transform_arguments():
