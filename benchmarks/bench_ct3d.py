@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.ct_report import MODEL_LABELS  # noqa: E402
+
 RESULT = ROOT / "benchmarks" / "results" / "ct3d_table_cpu.json"
 SECTION_TITLE = "### 3-D CT: sinogram stack and cone beam (Shepp–Logan, CPU, ground-truth-free)"
 #: The issue's goal on cone beam: NestNet at least FDK + 3 dB and at least the TV solver.
@@ -84,15 +86,18 @@ def results_section(record: dict[str, Any]) -> list[str]:
         got = [r for r in rows if r["case"] == case]
         lines += [f"#### {case}", "", "| method | PSNR (dB) | SSIM | s | steps (chosen) | seeds |",
                   "|---|---|---|---|---|---|"]
-        by_method: dict[str, list[dict]] = {}
-        for r in got:
-            by_method.setdefault(r["method"], []).append(r)
+        by_method: dict[tuple[str, Any], list[dict]] = {}
+        for r in got:  # a --steps run is its own row, never averaged with the task-default one
+            by_method.setdefault((r["method"], r.get("steps_override")), []).append(r)
         means = {}
-        for method, rs in by_method.items():
+        for (method, override), rs in by_method.items():
             psnr = sum(r["psnr"] for r in rs) / len(rs)
-            means[method] = psnr
+            if override is None:
+                means[method] = psnr
             best = [r["best_psnr"] for r in rs if r.get("best_psnr") is not None]
-            label = LABELS.get(method, method[4:] if method.startswith("inr:") else method)
+            label = LABELS.get(method) or MODEL_LABELS.get(method[4:], method[4:])
+            if override is not None:
+                label += f", {override} steps (not the default)"
             lines.append(
                 f"| {label} | {psnr:.2f}" + (f" ({sum(best) / len(best):.2f})" if best else "") + " | "
                 f"{sum(r['ssim'] for r in rs) / len(rs):.3f} | {sum(r['seconds'] for r in rs) / len(rs):.1f} | "

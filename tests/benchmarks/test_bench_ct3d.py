@@ -37,9 +37,20 @@ def test_rows_resume_and_section(tmp_path):
 
     text = "\n".join(results_section(json.loads(out.read_text())))
     assert text.startswith(SECTION_TITLE) and "#### cone-8" in text and "#### stack-8" in text
-    assert "Cone goal (≥ FDK + 3 dB" in text and "FBP / FDK (ramp)" in text
+    assert "FBP / FDK (ramp)" in text and "NestNet, 3 steps (not the default)" in text
+    assert "Cone goal" not in text  # the verdict reads the task-default rows only; these ran 3 steps
     # another volume size in the same file is refused, not mixed in
     other = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ct3d.py"), "--size", "10",
                             "--views", "8", "--out", str(out)], capture_output=True, text=True, timeout=300,
                            cwd=ROOT)
     assert other.returncode == 2 and "pass another --out" in other.stderr
+
+
+def test_cone_verdict_checks_fdk_plus_3_db_and_tv():
+    from benchmarks.bench_ct3d import _verdict
+
+    missed = _verdict("cone-24", {"fbp": 24.8, "tv": 24.4, "sart": 23.3, "inr:nestnet": 21.9})
+    assert "-2.90 dB" in missed[0] and "**missed** by 5.90 dB" in missed[1]
+    met = _verdict("cone-24", {"fbp": 24.8, "tv": 24.4, "inr:nestnet": 28.0})
+    assert "**met**" in met[1]
+    assert len(_verdict("stack-24", {"fbp": 27.5, "sart": 34.7, "inr:nestnet": 38.6})) == 1  # no cone goal
