@@ -5,7 +5,9 @@ Forward + backward + Adam, median of the timed steps after a warm-up (NestNet's 
 r = 1 subnetwork and with the naive (unfused) activation.  Runs under tcmalloc when installed, with
 denormals flushed, like the quick protocol.  Command that produced the committed results::
 
-    .venv/bin/python benchmarks/bench_models.py --threads 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_models.py --threads 1
+
+(run beside a one-thread CT fit on the other core; earlier tables used ``--threads 2`` on an idle machine).
 """
 
 from __future__ import annotations
