@@ -81,10 +81,10 @@ def results_section(record: dict) -> list[str]:
             got = [cell.get((model, beta, s)) for s in schemes]
             if not any(got):
                 continue
-            errs = [min((r["rel_l2"] for r in got if r), default=None)]
+            lowest = min(r["rel_l2"] for r in got if r)  # bold: this model's best scheme at this β
             lines.append(
                 f"| {model} | {beta:g} | "
-                + " | ".join("—" if r is None else (("**{:.4f}**" if r["rel_l2"] == errs[0] else "{:.4f}").format(
+                + " | ".join("—" if r is None else (("**{:.4f}**" if r["rel_l2"] == lowest else "{:.4f}").format(
                     r["rel_l2"]) + (f" ({r['best_rel_l2']:.4f})" if r.get("best_rel_l2") is not None else ""))
                     for r in got)
                 + " | " + " | ".join("—" if r is None else f"{r['seconds']:.0f}" for r in got) + " |")
@@ -104,6 +104,7 @@ def results_section(record: dict) -> list[str]:
                 f"- {model} at β = {beta:g}: best {best['rel_l2']:.4f} ({best['scheme']}), goal ≤ {goal:g}: "
                 f"**{verdict}**" + (f"; best of all models {leader['model']} {leader['scheme']} "
                                     f"{leader['rel_l2']:.4f}." if leader else "."))
+
     def beats_vanilla(m: str, b: float, s: str) -> bool:
         ours, plain = cell.get((m, b, s)), cell.get((m, b, "vanilla"))
         return ours is not None and plain is not None and ours["rel_l2"] < plain["rel_l2"]

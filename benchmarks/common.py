@@ -151,9 +151,9 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "pinn": {"steps": 200, "betas": (5.0, 30.0)},
     },
     # The quick protocol saturates (every network has more parameters than a 64² image has values):
-    # here the signal has about twice the values of the largest 2 x 256 network but one in the
-    # paper's full-resolution crop, so the table measures representation; one crop, 300 steps, every
-    # model fits in about 40 minutes of one core (two seeds with --jobs 2 on two cores).
+    # here the signal has twice NestNet 2 x 256's parameters (only FFN, 198 k, has as many), so the
+    # table measures representation; one crop, 300 steps: every model in about 30 minutes of one core
+    # (two seeds with --jobs 2 on two cores).
     "cpu256": {
         "description": (
             "representation at CPU size: 2 x 256 networks (67-197 k parameters) on a 256² RGB DIV2K crop "
