@@ -166,14 +166,15 @@ def main() -> None:
     cases = [c for c in _ct3d_cases({"size": args.size, "angles": args.views, "noise": 0.01}, "bench", ROOT)
              if c.name.split("-")[0] in geometries]
     start = time.perf_counter()
+    done = {(r["case"], r["method"], r["seed"], r.get("steps_override")) for r in record["rows"]}
     for case in cases:
         for method in [m for m in args.methods.split(",") if m]:
             for seed in range(args.seeds if method.startswith("inr:") else 1):
-                done = {(r["case"], r["method"], r["seed"], r.get("steps_override")) for r in record["rows"]}
                 if (case.name, method, seed, args.steps) in done:
                     continue
                 row = run_row(case, method, seed, args.steps)
                 record["rows"].append(row)
+                done.add((case.name, method, seed, args.steps))
                 record["total_seconds"] = record.get("total_seconds", 0.0) + row["seconds"]
                 write_json(args.out, record)
                 print(f"{case.name:9s} {method:13s} seed {seed}: PSNR {row['psnr']:.2f} SSIM {row['ssim']:.3f} "

@@ -275,10 +275,9 @@ def _ablation_sections(results: Path, protocol: str) -> tuple[list[str], list[st
             recs += [r for r in image_records if r["seed"] in seeds]
         if name == "equal_time":
             recs += [r for r in main_nest if r["seed"] in seeds]
-        if name == "height_time":  # the main table's NestNet run is the default height's row
-            height = {**nestnet_defaults(), **(main_nest[0].get("model_kwargs") or {})}["height"] if main_nest \
-                else None
-            recs += [{**r, "label": f"height={height}"} for r in main_nest if r["seed"] in seeds]
+        if name == "height_time" and main_nest:  # the main table's NestNet run is the default height's row
+            label = _default_label("height", main_nest[0].get("model_kwargs") or {})
+            recs += [{**r, "label": label} for r in main_nest if r["seed"] in seeds]
         agg = aggregate(recs, metrics)
         for group, stats in agg.items():
             if len(agg) > 1:
