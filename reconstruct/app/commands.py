@@ -36,6 +36,7 @@ from .meshes import LEVEL, MESH_FORMATS, MESH_OPTIONS, MESH_SUFFIXES
 from .meta import ImageMeta
 from .options import given_params
 from .records import run_record
+from .runtime import bar_interval
 
 __all__ = ["run_task_command", "run_fit_command", "prepare_outputs", "existing_input", "Usage"]
 
@@ -170,7 +171,8 @@ class Progress:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=info.steps, desc=self.desc, unit="step", file=sys.stderr,
-                            disable=not self.enabled, dynamic_ncols=True, leave=False)
+                            disable=not self.enabled, dynamic_ncols=True, leave=False,
+                            mininterval=bar_interval(sys.stderr))
         post = {"loss": f"{info.loss:.3g}"}
         for key in ("psnr", "iou", "rel_l2"):
             if key in info.metrics:

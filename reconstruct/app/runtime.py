@@ -1,4 +1,4 @@
-"""Process start-up tuning: the memory allocator.
+"""Process start-up tuning: the memory allocator (and how often progress bars redraw).
 
 Why: glibc's malloc serves every large tensor with a fresh ``mmap`` and returns it on free, so each
 CPU train step page-faults gigabytes anew.  Measured here (2-core CPU, torch 2.13, 65,536
@@ -20,8 +20,9 @@ import ctypes.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["tune_allocator", "reexec_with_tcmalloc", "tcmalloc_path", "allocator_in_use"]
+__all__ = ["tune_allocator", "reexec_with_tcmalloc", "tcmalloc_path", "allocator_in_use", "bar_interval"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -102,3 +103,13 @@ def reexec_with_tcmalloc(argv: list[str] | None = None) -> None:
         os.execve(sys.executable, args, env)
     except OSError:
         return
+
+
+def bar_interval(stream: Any) -> float:
+    """Seconds between a tqdm bar's redraws on ``stream``: 0.1 on a terminal, 30 in a log file or pipe.
+
+    Why: a bar redrawn ten times a second writes a carriage-return update each time; in a log (``make
+    demo > log``, a batch job's output) that was thousands of characters per fit.
+    """
+    isatty = getattr(stream, "isatty", None)
+    return 0.1 if callable(isatty) and isatty() else 30.0

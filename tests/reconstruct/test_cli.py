@@ -64,6 +64,15 @@ def test_fit_image_png_writes_png_and_record(tmp_path, capsys):
     assert "img_fit.png" in out
 
 
+def test_progress_bar_in_a_log_redraws_rarely(tmp_path, capsys):
+    # stderr captured = not a terminal, as in `make demo > log`: the bar must not write one update per step
+    src = tmp_path / "img.png"
+    write_image(src, (gradient() * 255).astype(np.uint8))
+    code, _, err = run(capsys, "fit-image", src, "--steps", "200", "--model-kwargs", '{"hidden_channels": [8]}')
+    assert code == 0, err
+    assert "step" in err and err.count("\r") <= 5
+
+
 def test_denoise_nifti_volume_keeps_geometry_and_scores_reference(tmp_path, capsys):
     clean = np.stack([gradient(8, 8) * (k + 1) / 4 for k in range(4)])  # (4, 8, 8)
     noisy = clean + 0.05 * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)

@@ -29,6 +29,7 @@ from ..files import (
     companion_files,
 )
 from ..images import data_files
+from ..runtime import bar_interval
 from .cluster import open_client
 from .items import BatchItem, collect_items, output_suffix, param_stem
 from .params import batch_spec, check_run_params, data_options, param_hash
@@ -344,7 +345,7 @@ def run_batch(
             _close(connection)
         raise
     bar = tqdm(total=len(jobs), initial=len(results), unit="item", desc=f"nestnet batch {spec.command}",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=bar_interval(sys.stderr))
     n_failed = 0
 
     def on_result(res: Mapping[str, Any]) -> None:
