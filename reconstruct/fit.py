@@ -255,11 +255,13 @@ def fit(
     def render_output() -> np.ndarray:
         pointwise = operator.pointwise_output
         field_ = render(model, operator.signal_shape, spacing=operator.spacing, chunk_size=chunk_size,
-                        transform=operator.output_transform if pointwise else None)
+                        transform=operator.output_transform if pointwise else None,
+                        subsamples=operator.render_subsamples)
         return _to_layout(field_ if pointwise else operator.output_transform(field_), operator.channels)
 
     def residual_now() -> float:
-        field_ = render(model, operator.signal_shape, spacing=operator.spacing, chunk_size=chunk_size, out_device=dev)
+        field_ = render(model, operator.signal_shape, spacing=operator.spacing, chunk_size=chunk_size, out_device=dev,
+                        subsamples=operator.render_subsamples)
         return _residual_rms(operator, field_, y, disc_weight)
 
     def snapshot() -> dict[str, torch.Tensor]:

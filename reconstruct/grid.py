@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    "axis_extents", "make_grid", "grid_coordinates", "render", "upsampled_grid", "check_spacing", "DEFAULT_CHUNK_SIZE",
+    "axis_extents", "make_grid", "grid_coordinates", "render", "subvoxel_offsets", "upsampled_grid", "check_spacing",
+    "DEFAULT_CHUNK_SIZE",
 ]
 
 #: Points evaluated per forward pass when rendering; memory is bounded by the output plus one chunk.
@@ -96,6 +97,7 @@ def render(
     device: torch.device | str | None = None,
     out_device: torch.device | str = "cpu",
     transform=None,
+    subsamples: int = 1,
 ) -> torch.Tensor:
     """Evaluate ``model`` on the grid of ``shape`` in chunks; returns ``(*shape, out_channels)`` on ``out_device``.
 
@@ -113,10 +115,14 @@ def render(
         device: where the model runs (default: the model's parameters' device).
         out_device: where the result is gathered (CPU by default, to keep GPU memory bounded).
         transform: optional function applied to every chunk's output (e.g. ``torch.sigmoid``).
+        subsamples: with ``s > 1`` every voxel is the mean of the model (after ``transform``) at the
+            centres of an ``s`` per axis sub-grid of the voxel (:func:`subvoxel_offsets`): the voxel's average
+            of a continuous field, not its value at the centre.
     """
     shape = _check_shape(shape)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    offsets = subvoxel_offsets(shape, spacing, subsamples)
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -127,15 +133,39 @@ def render(
     try:
         for start in range(0, total, chunk_size):
             idx = torch.arange(start, min(start + chunk_size, total), device=device)
-            values = model(grid_coordinates(shape, idx, spacing))
-            if transform is not None:
-                values = transform(values)
+            centres = grid_coordinates(shape, idx, spacing)
+            values = None
+            for offset in offsets.to(centres):
+                sample = model(centres + offset)
+                sample = transform(sample) if transform is not None else sample
+                values = sample if values is None else values + sample
+            values = values / len(offsets)
             if out is None:
                 out = torch.empty((total, values.shape[-1]), dtype=values.dtype, device=out_device)
             out[start : start + len(idx)] = values.to(out_device)
     finally:
         model.train(was_training)
     return out.reshape(*shape, -1)
+
+
+def subvoxel_offsets(shape: Sequence[int], spacing: Sequence[float] | None, subsamples: int) -> torch.Tensor:
+    """Offsets ``(s ** k, ndim)`` from a voxel's centre to the centres of its ``s`` per axis sub-voxels.
+
+    ``k`` counts the axes of more than one voxel (a single slice has no extent to sample).
+
+    In normalised coordinates (:func:`make_grid`'s): along an axis of ``n > 1`` voxels the voxel is
+    ``2 e / (n - 1)`` wide (``e`` its half-extent), and sub-voxel ``j`` sits ``(j + 1/2) / s - 1/2`` voxels
+    from the centre; an axis of one voxel has no width and keeps offset 0. ``s = 1``: the centre alone.
+    """
+    shape = _check_shape(shape)
+    if isinstance(subsamples, bool) or not isinstance(subsamples, (int, np.integer)) or subsamples < 1:
+        raise ValueError(f"subsamples must be a positive integer, got {subsamples!r}")
+    s = int(subsamples)
+    fractions = (torch.arange(s, dtype=torch.float64) + 0.5) / s - 0.5
+    per_axis = [fractions * (2.0 * e / (n - 1)) if n > 1 else torch.zeros(1, dtype=torch.float64)
+                for n, e in zip(shape, axis_extents(shape, spacing))]
+    grids = torch.meshgrid(*per_axis, indexing="ij")
+    return torch.stack([g.reshape(-1) for g in grids], -1).to(torch.float32)
 
 
 def upsampled_grid(

@@ -9,7 +9,10 @@ task is fitted by the same loop (:func:`reconstruct.fit.fit`).  An operator know
 * ``pointwise``: whether ``A`` acts point by point, so random coordinate batches are allowed;
 * ``output_transform(f)``: how raw network output becomes the reconstruction (e.g. a sigmoid, or a
   support mask: then ``pointwise_output`` is False and it gets the whole field);
-* ``metric_names``: the metrics against a reference, the first one deciding the best iterate.
+* ``metric_names``: the metrics against a reference, the first one deciding the best iterate;
+* ``render_subsamples``: how the reconstruction is rendered on the grid: 1 = the network at each voxel
+  centre (fits that see the network only there), ``s > 1`` = each voxel's mean over ``s ** ndim``
+  points inside it (fits that sample the network in continuous space, e.g. along rays).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class Operator(nn.Module):
     #: needs the whole field ``(*signal_shape, C)`` (a support mask).
     pointwise_output = True
     metric_names: tuple[str, ...] = ("psnr", "ssim")
+    #: Sub-samples per axis of each voxel when the reconstruction is rendered (see the module docstring).
+    render_subsamples = 1
 
     def __init__(self, signal_shape: Sequence[int], channels: int = 1, spacing: Sequence[float] | None = None):
         super().__init__()

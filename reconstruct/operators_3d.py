@@ -31,7 +31,12 @@ from .projectors import ConeBeam3D
 from .projectors.filters import ramp_filter
 
 __all__ = ["SliceStackOperator", "ConeRayOperator", "StackProjector", "inr_scale", "default_samples_per_ray",
-           "trilinear_field"]
+           "trilinear_field", "CONE_RENDER_SUBSAMPLES"]
+
+
+#: Sub-samples per axis of a voxel when a cone-beam INR is rendered on the grid (chosen in
+#: benchmarks/bench_ct3d.py, see :class:`ConeRayOperator`).
+CONE_RENDER_SUBSAMPLES = 2
 
 
 def default_samples_per_ray(shape: Sequence[int], spacing: Sequence[float]) -> int:
@@ -121,15 +126,22 @@ class ConeRayOperator(Operator):
         samples_per_ray: points per ray inside the box (default :func:`default_samples_per_ray`).
         data_filter: compare rows filtered along the detector with this FBP filter (None: plain MSE).
         seed: seed of the stratified jitter.
+        render_subsamples: the reconstruction's voxel is the mean of the network over this many points per
+            axis inside it (:attr:`Operator.render_subsamples`; default :data:`CONE_RENDER_SUBSAMPLES`): the
+            rays sample the network anywhere along them, so its value at a voxel's centre alone aliases.
     """
 
     pointwise = True
 
     def __init__(self, geometry: ConeBeam3D, scale: float = 1.0, views: Sequence[int] | torch.Tensor | None = None,
                  extra: Sequence[int] | torch.Tensor | None = None, samples_per_ray: int | None = None,
-                 data_filter: str | None = None, seed: int = 0) -> None:
+                 data_filter: str | None = None, seed: int = 0,
+                 render_subsamples: int = CONE_RENDER_SUBSAMPLES) -> None:
         shape, spacing = tuple(geometry.volume_shape), tuple(geometry.spacing)
         super().__init__(shape, 1, spacing)
+        if isinstance(render_subsamples, bool) or not isinstance(render_subsamples, int) or render_subsamples < 1:
+            raise ValueError(f"render_subsamples must be a positive integer, got {render_subsamples!r}")
+        self.render_subsamples = render_subsamples
         if any(geometry.volume_offset):
             raise ValueError("ConeRayOperator needs a volume centred on the rotation axis (volume_offset 0)")
         self.geometry = geometry
@@ -249,7 +261,8 @@ class ConeRayOperator(Operator):
         return F.mse_loss(self._filter(self.integrate(pred)), self._filter(target))
 
     def extra_repr(self) -> str:
-        return f"rows={self.num_points}, cols={self.cols}, samples_per_ray={self.samples_per_ray}"
+        return (f"rows={self.num_points}, cols={self.cols}, samples_per_ray={self.samples_per_ray}, "
+                f"render_subsamples={self.render_subsamples}")
 
 
 def trilinear_field(volume: torch.Tensor, spacing: Sequence[float]) -> Any:

@@ -15,7 +15,8 @@ import torch
 from reconstruct.metrics import psnr
 from reconstruct.operators_3d import ConeRayOperator, trilinear_field
 from reconstruct.projectors import ConeBeam3D, ParallelBeam2D
-from reconstruct.projectors.phantoms import rasterize, shepp_logan_3d
+from reconstruct.grid import render
+from reconstruct.projectors.phantoms import analytic_projections, rasterize, shepp_logan_3d
 from reconstruct.tasks import ct_reconstruct_3d
 
 SMALL = {"hidden_channels": [32, 32], "num_frequencies": 16}
@@ -50,11 +51,16 @@ def stack() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def cone() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(projections (20, 16, 16), angles in degrees, volume 16³)``: 20 views over 360°, 1 % noise."""
+    """``(projections (20, 16, 16), angles in degrees, volume 16³)``: 20 views over 360°, 1 % noise.
+
+    The projections are the ellipsoids' exact line integrals, not the projector's of the rasterised volume
+    (no inverse crime: they hold detail finer than a voxel, as a scan of a real object does).
+    """
     angles = np.linspace(0.0, 360.0, 20, endpoint=False)
     geom = _cone_geometry(16, angles)
-    volume = rasterize(shepp_logan_3d(7.0), geom).numpy().astype(np.float32)
-    return _noisy(geom(torch.from_numpy(volume).double()).numpy(), 0.01), angles, volume
+    phantom = shepp_logan_3d(7.0)
+    volume = rasterize(phantom, geom).numpy().astype(np.float32)
+    return _noisy(analytic_projections(phantom, geom).numpy(), 0.01), angles, volume
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -78,9 +84,16 @@ def test_one_inr_for_a_cone_beam_scan_beats_fdk(cone):
     fdk = result.extras["fbp"]
     assert result.output.shape == (16, 16, 16)
     assert result.extras["rays"] == {"rays_per_step": 1024, "detector_rows_per_step": 64, "samples_per_ray": 16,
-                                     "held_out_rays": 0}
+                                     "held_out_rays": 0, "render_subsamples": 2}
     inr_db, fdk_db = _psnr(result.output, volume), _psnr(fdk, volume)
-    assert inr_db > fdk_db + 0.3, (inr_db, fdk_db)  # measured: 25.9 vs 25.1 dB (SIRT, 100 it.: 31.1)
+    assert inr_db > fdk_db + 1.0, (inr_db, fdk_db)  # measured: 22.73 vs 20.91 dB
+    # the same network at the voxel centres only (render_subsamples=1): below FDK here (20.35 dB), which is
+    # why a voxel is the INR's mean over 2³ points inside it
+    centres = render(result.model, (16, 16, 16), spacing=(1.0, 1.0, 1.0))[..., 0].numpy()
+    offset = np.arange(16) - 7.5
+    cylinder = offset[:, None] ** 2 + offset[None, :] ** 2 <= 8.0 ** 2  # the task's mask (circle=True)
+    scale = result.extras["normalisation"]["image_scale"]
+    assert _psnr(centres * scale * cylinder, volume) < inr_db - 1.0
 
 
 def test_classical_methods_run_on_the_same_projectors(stack, cone):

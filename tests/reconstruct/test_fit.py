@@ -10,7 +10,7 @@ import torch
 
 from monai_nets import get_network
 from reconstruct.fit import FitResult, StepInfo, fit
-from reconstruct.grid import axis_extents, grid_coordinates, make_grid, render
+from reconstruct.grid import axis_extents, grid_coordinates, make_grid, render, subvoxel_offsets
 from reconstruct.operators import Downsample, Identity, OccupancyOperator, RadonOperator, WarpDownsample
 from reconstruct.radon import Radon
 
@@ -56,6 +56,33 @@ def test_render_in_chunks_equals_one_pass():
     chunked = render(net, (9, 7), chunk_size=5)
     assert whole.shape == (9, 7, 1)
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+class _Square(torch.nn.Module):
+    """f(z, y, x) = y ** 2 + x: its voxel mean is the centre value plus the variance of y over the voxel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return (c[:, 1] ** 2 + c[:, 2])[:, None]
+
+
+def test_render_subsamples_average_each_voxel():
+    shape, spacing = (1, 5, 9), (1.0, 2.0, 1.0)  # 4 y voxels of 2 mm, 8 x voxels of 1 mm: both span [-1, 1]
+    offsets = subvoxel_offsets(shape, spacing, 2)
+    assert offsets.shape == (4, 3) and torch.all(offsets[:, 0] == 0)  # one slice: no width, one z offset
+    assert sorted(set(offsets[:, 1].tolist())) == pytest.approx([-0.125, 0.125])  # y voxel 0.5 wide
+    assert sorted(set(offsets[:, 2].tolist())) == pytest.approx([-1 / 16, 1 / 16])  # x voxel 0.25 wide
+    centre = render(_Square(), shape, spacing=spacing)
+    assert torch.equal(render(_Square(), shape, spacing=spacing, subsamples=1), centre)
+    for s in (2, 3):
+        mean = render(_Square(), shape, spacing=spacing, subsamples=s, chunk_size=7)
+        # the mean of y² over s sub-voxel centres: centre² + (width² / 12)(1 - 1/s²); x is linear, exact
+        assert torch.allclose(mean - centre, torch.full_like(centre, 0.5 ** 2 / 12 * (1 - 1 / s ** 2)), atol=1e-6)
+    with pytest.raises(ValueError, match="subsamples must be a positive integer"):
+        render(_Square(), shape, subsamples=0)
 
 
 def test_grid_rejects_bad_shapes():
