@@ -208,8 +208,8 @@ def _standalone_sections(results: Path) -> list[str]:
         lines += occupancy_section(read_json(path))
     for path in sorted(results.glob("ct_table*.json")):
         lines += ct_section(read_json(path))
-    for path in sorted(results.glob("ct3d_table*.json")):
-        lines += ct3d_section(read_json(path))
+    for record in sorted((read_json(p) for p in results.glob("ct3d_table*.json")), key=lambda r: r.get("size", 0)):
+        lines += ct3d_section(record)  # one section per volume size, smallest first
     for path in sorted(results.glob("pinn_schemes*.json")):
         lines += pinn_schemes_section(read_json(path))
     return lines

@@ -33,10 +33,11 @@ def test_rows_resume_and_section(tmp_path):
     # a second run skips every row it already has
     again = _run(out)
     assert again.returncode == 0 and len(json.loads(out.read_text())["rows"]) == len(rows)
-    from benchmarks.bench_ct3d import SECTION_TITLE, results_section
+    from benchmarks.bench_ct3d import results_section, section_title
 
     text = "\n".join(results_section(json.loads(out.read_text())))
-    assert text.startswith(SECTION_TITLE) and "#### cone-8" in text and "#### stack-8" in text
+    assert text.startswith(section_title(8)) and "8³" in section_title(8)
+    assert "#### cone-8" in text and "#### stack-8" in text
     assert "FBP / FDK (ramp)" in text and "NestNet, 3 steps (not the default)" in text
     assert "Cone goal" not in text  # the verdict reads the task-default rows only; these ran 3 steps
     # another volume size in the same file is refused, not mixed in

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from reconstruct.grid import render
 from reconstruct.metrics import psnr
 from reconstruct.operators_3d import ConeRayOperator, trilinear_field
 from reconstruct.projectors import ConeBeam3D, ParallelBeam2D
-from reconstruct.grid import render
 from reconstruct.projectors.phantoms import analytic_projections, rasterize, shepp_logan_3d
 from reconstruct.tasks import ct_reconstruct_3d
 
