@@ -1,6 +1,6 @@
 """The 3-D rows of the CT table: one INR for a whole volume against FBP/FDK, SART, CGLS and TV.
 
-Data: the 3-D Shepp–Logan phantom of :func:`benchmarks.cases._ct3d_cases` (rasterised with 4³
+Data: the 3-D Shepp–Logan phantom of :func:`benchmarks.cases_ct.ct3d_cases` (rasterised with 4³
 sub-samples per voxel, ``size``³), scanned two ways with 1 % Gaussian noise (σ = 1 % of the largest
 projection value, noise drawn with seed 0):
 
@@ -160,7 +160,7 @@ def main() -> None:
 
     tune_allocator()
     torch.set_num_threads(args.threads)
-    from benchmarks.cases import _ct3d_cases
+    from benchmarks.cases_ct import ct3d_cases
     from benchmarks.common import read_json, write_json
 
     command = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python benchmarks/bench_ct3d.py " \
@@ -172,7 +172,7 @@ def main() -> None:
                   cpu_count=os.cpu_count(), date=time.strftime("%Y-%m-%d %H:%M"))
     record["commands"] = list(dict.fromkeys([*record.get("commands", []), command]))
     geometries = [g for g in args.geometries.split(",") if g]
-    cases = [c for c in _ct3d_cases({"size": args.size, "angles": args.views, "noise": 0.01}, "bench", ROOT)
+    cases = [c for c in ct3d_cases({"size": args.size, "angles": args.views, "noise": 0.01}, "bench", ROOT)
              if c.name.split("-")[0] in geometries]
     start = time.perf_counter()
     done = {(r["case"], r["method"], r["seed"], r.get("steps_override")) for r in record["rows"]}
