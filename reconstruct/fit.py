@@ -264,6 +264,16 @@ def fit(
                         subsamples=operator.render_subsamples)
         return _residual_rms(operator, field_, y, disc_weight)
 
+    # The newest whole-signal rendering and the number of updates the model had received when it was
+    # made: the last step's evaluation is then reused for the best iterate and the output, not redone
+    # (at 256³ each rendering costs more than a minute on one thread).
+    last_render: tuple[int, np.ndarray] | None = None
+
+    def render_now(updates: int) -> np.ndarray:
+        nonlocal last_render
+        last_render = (updates, render_output())
+        return last_render[1]
+
     def snapshot() -> dict[str, torch.Tensor]:
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -337,7 +347,7 @@ def fit(
             record["residual_rms"] = disc_curve[-1][1]
             disc_reached = disc_curve[-1][1] <= discrepancy.tau * discrepancy.sigma
         if ref is not None and names and is_eval:
-            output_now = render_output()
+            output_now = render_now(step)
             metrics = compute_metrics(names, output_now, ref, data_range)
             best = _update_best(best, metrics, primary, keep_best, model, updates_applied=step)
         elapsed = time.perf_counter() - start
@@ -346,7 +356,7 @@ def fit(
         history.append(record)
         if on_step is not None:
             if preview_every and (step % preview_every == 0 or step == steps) and output_now is None:
-                output_now = render_output()
+                output_now = render_now(step)
             info = StepInfo(step, steps, record["loss"], metrics, elapsed,
                             output_now if preview_every else None)
             if on_step(info) is False:
@@ -375,11 +385,14 @@ def fit(
         disc_choice = DiscrepancyChoice(disc_curve[-1][0], disc_curve[-1][1], float(discrepancy.sigma),
                                         float(discrepancy.tau), disc_reached, disc_curve)
     if ref is not None and names and best is not None:
-        current_state = copy.deepcopy(model.state_dict())
-        model.load_state_dict(best.state_dict)
-        best.output = render_output()
+        if last_render is not None and last_render[0] == best.step:
+            best.output = last_render[1].copy()  # the best iterate is the state that rendering was made of
+        else:
+            current_state = copy.deepcopy(model.state_dict())
+            model.load_state_dict(best.state_dict)
+            best.output = render_output()
+            model.load_state_dict(current_state)
         best.metrics = compute_metrics(names, best.output, ref, data_range)
-        model.load_state_dict(current_state)
     if choice is not None and init_state is not None and choice.step > 0 and stopped_by in ("held_out", "steps") \
             and (time_budget_s is None or seconds < time_budget_s):
         # Finish on all the data: the same initial state and learning-rate schedule, for the chosen steps.
@@ -407,7 +420,10 @@ def fit(
         # a refit cut short (cancel, time budget) is worse than the chosen iterate: return that one
         stopped_by, step = again.stopped_by, offset + again.steps
         model.load_state_dict(val_best[2])
-    output = render_output()
+    if val_best is None and last_render is not None and last_render[0] == step:
+        output = last_render[1].copy()  # no update since that rendering and no other state loaded
+    else:
+        output = render_output()
     final: dict[str, float] = {}
     if ref is not None and names:
         final = compute_metrics(names, output, ref, data_range)

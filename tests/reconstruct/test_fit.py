@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -182,6 +183,36 @@ def test_best_iterate_snapshot_is_the_state_its_metric_describes():
     assert result.best is not None and result.best.step < result.steps
     assert result.best.metrics["psnr"] == pytest.approx(selected, abs=1e-3)
     assert result.best.metrics["psnr"] >= result.metrics["psnr"]
+
+
+def test_the_last_evaluation_rendering_is_reused_not_redone(monkeypatch):
+    # Occupancy evaluated only at its last step (the 256³ benchmark's setting): that one whole-grid
+    # rendering is the best iterate's and the output's; the fit must not render twice more.
+    fit_module = importlib.import_module("reconstruct.fit")  # the package re-exports the function `fit`
+
+    rng = np.random.default_rng(0)
+    occupancy = (rng.random((6, 6, 6)) > 0.5).astype(np.float32)
+    calls = []
+
+    def counting_render(*args, **kwargs):
+        calls.append(1)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "render", counting_render)
+    net = tiny_net(spatial_dims=3)
+    result = fit(net, OccupancyOperator(occupancy.shape, 1), occupancy[..., None], steps=6, lr=1e-2,
+                 batch_size=64, reference=occupancy, eval_every=6, device="cpu")
+    assert len(calls) == 1
+    assert result.best is not None and result.best.step == result.steps
+    fresh = fit_module._to_layout(render(net, occupancy.shape, transform=torch.sigmoid), 1)
+    assert np.array_equal(result.output, fresh) and np.array_equal(result.best.output, fresh)
+    assert result.output is not result.best.output  # two arrays: editing one leaves the other
+    # A best iterate earlier than the last evaluation is rendered from its own snapshot.
+    calls.clear()
+    image = smooth_image()
+    result = fit(tiny_net(), Identity(image.shape, 1), image[..., None], steps=40, lr=0.2, reference=image,
+                 eval_every=100, device="cpu")
+    assert result.best.step < result.steps and len(calls) == 2
 
 
 def test_fit_is_deterministic_for_a_seed():
