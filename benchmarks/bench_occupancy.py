@@ -9,8 +9,9 @@ batch of 65,536 random voxels per step, the learning-rate decay) for ``--steps``
 another.  The one setting changed is ``eval_every = steps``: the IoU is evaluated once, on the final
 iterate (at the default, ``steps // 20`` = 20 whole-grid renderings, each ~1-2 min at 256³ on one
 thread, which would cost more than the training); it changes no training step.  The fit still renders
-the whole grid three times at its end (the last step's evaluation, the best-iterate snapshot, the final
-output), counted in ``eval_seconds``.
+the whole grid once at its end (the last step's evaluation, which the fit reuses for the best iterate and
+the output), counted in ``eval_seconds``; fits made before that reuse (the seed-0 fits of six models)
+rendered it three times.
 
 Reported per fit: IoU at threshold 0.5 of the final iterate on the WHOLE voxel grid (the task's metric,
 checked here against a direct count), the median milliseconds of a training step (steps 2 to N − 1:
@@ -31,6 +32,14 @@ it stopped.  Command that produced the committed results::
 
 (60 steps for every mesh and both models, then the task's default 500 steps on spot and, NestNet only, on
 lucy: the 256³ renderings make each fit take 2-10 min on one thread here, 49 min for the first two).
+WIRE and ReLU+PE, and seeds 1 and 2 of every model, then ran as two processes side by side, each
+writing its own record, merged into the committed one with ``--merge``::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_occupancy.py --threads 1 --resolution 256 \
+        --meshes all --steps 60 --report '' --models wire --seeds 0,1 --out /tmp/occ/a.json
+    (and --models nestnet,siren,finer,gauss,ffn,mfn,relu_pe --seeds 1, the same --out; in the second
+    process --models relu_pe --seeds 0,2 then the other seven models --seeds 2, --out /tmp/occ/b.json)
+    .venv/bin/python benchmarks/bench_occupancy.py --merge /tmp/occ/a.json /tmp/occ/b.json
 
 It writes ``benchmarks/results/occupancy_256_cpu.json`` and (re)writes the section
 :data:`SECTION_TITLE` of ``benchmarks/RESULTS.md`` (``benchmarks/report.py`` renders the same section
@@ -42,7 +51,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -54,13 +62,26 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.occupancy_report import (  # noqa: E402  (the report's pieces, re-exported for callers)
+    GOALS,
+    SECTION_TITLE,
+    _key,
+    headline,
+    results_section,
+    table,
+    write_section,
+)
+
+__all__ = ["GOALS", "SECTION_TITLE", "fit_once", "headline", "merge_records", "results_section", "run_benchmark",
+           "table", "voxelise", "write_section"]
+
 RESULT = ROOT / "benchmarks" / "results" / "occupancy_256_cpu.json"
 REPORT = ROOT / "benchmarks" / "RESULTS.md"
 DATA_DIR = (ROOT / ".." / "shared" / "data").resolve()
-SECTION_TITLE = "### Occupancy at 256³ (five meshes, CPU)"
 MESHES = ("armadillo", "bunny", "dragon", "lucy", "spot")
-#: The issue's goal: NestNet IoU at 0.5 on the whole 256³ grid of every mesh.
-GOALS = {"nestnet": 0.995}
 #: Fields every fit record carries (the test checks them).
 RUN_FIELDS = ("mesh", "model", "seed", "steps", "iou", "iou_check", "best_iou", "ms_per_step", "first_step_seconds",
               "train_seconds", "eval_seconds", "fit_seconds", "peak_rss_mib", "rss_before_fit_mib", "parameters",
@@ -127,6 +148,9 @@ def fit_once(volume: Any, model: str, seed: int, steps: int | None, threads: int
         "lr": params.get("lr"), "batch_size": params.get("batch_size"), "model_kwargs": params.get("model_kwargs"),
         "shape": list(ref.shape), "voxels": int(ref.size), "threads": torch.get_num_threads(),
         "final_loss": result.history[-1]["loss"] if result.history else None,
+        # whole-grid renderings in eval_seconds: the last step's evaluation, reused for the best iterate
+        # and the output when it is the best (reconstruct.fit); a best iterate of its own renders again
+        "renderings": 1 if result.best is None or result.best.step == result.steps else 2,
     }
 
 
@@ -174,10 +198,6 @@ def voxelise(mesh: str, resolution: int, data_dir: Path) -> tuple[Any, dict[str,
     return volume, {"file": f"meshes/{mesh}.obj", "faces": int(len(triangles.faces)), "shape": list(volume.shape),
                     "voxels": int(volume.size), "occupancy": float(volume.mean()), "read_seconds": read_seconds,
                     "voxelise_seconds": time.perf_counter() - t0}
-
-
-def _key(run: dict[str, Any]) -> tuple:
-    return run["mesh"], run["model"], int(run["seed"]), int(run["steps"])
 
 
 def run_benchmark(
@@ -265,181 +285,44 @@ def run_benchmark(
     return record
 
 
-# ------------------------------------------------------------------------------------------- reporting
-def _summary(record: dict[str, Any]) -> dict[tuple[str, int, str], dict[str, Any]]:
-    """(mesh, steps, model) -> IoU mean/min/max over seeds, mean ms/step, max peak memory, seeds."""
-    groups: dict[tuple[str, int, str], list[dict]] = {}
-    for run in record.get("runs", []):
-        groups.setdefault((run["mesh"], int(run["steps"]), run["model"]), []).append(run)
-    summary = {}
-    for key, group in groups.items():
-        ious = [r["iou"] for r in group]
-        summary[key] = {"iou": statistics.fmean(ious), "iou_min": min(ious), "iou_max": max(ious),
-                        "ms_per_step": statistics.fmean(r["ms_per_step"] for r in group),
-                        "peak_rss_mib": max(r["peak_rss_mib"] for r in group),
-                        "seconds": statistics.fmean(r["seconds"] for r in group),
-                        "seeds": sorted(int(r["seed"]) for r in group)}
-    return summary
+def merge_records(out: Path, sources: Sequence[Path]) -> dict[str, Any]:
+    """Add the fits of ``sources`` (records of this benchmark run side by side) to the record ``out``.
 
+    Fits ``out`` already holds (same mesh, model, seed, steps) are kept; the resolutions must agree. The
+    commands are appended in order; ``total_seconds`` becomes the sum of every record's (process time,
+    not wall-clock: the sources ran at the same time) and a note in the record says so.
+    """
+    from benchmarks.common import read_json, write_json
 
-def _ordered_models(record: dict[str, Any]) -> list[str]:
-    models = list(dict.fromkeys(r["model"] for r in record.get("runs", [])))
-    return sorted(models, key=lambda m: (m != "nestnet", models.index(m)))
-
-
-def _rows(record: dict[str, Any]) -> list[tuple[str, int]]:
-    order = {m: i for i, m in enumerate(MESHES)}
-    rows = {(r["mesh"], int(r["steps"])) for r in record.get("runs", [])}
-    return sorted(rows, key=lambda k: (order.get(k[0], len(order)), k[0], k[1]))
-
-
-def _ratio_cell(cell: dict | None, ref: dict | None, field: str, missing: str = "–") -> str:
-    """``cell[field]``, and its ratio to ``ref``'s when that is another model's."""
-    if not cell:
-        return missing
-    return f"{cell[field]:.0f}" + (f" ({cell[field] / ref[field]:.2f}×)" if ref and cell is not ref else "")
-
-
-def _iou_cell(cell: dict | None) -> str:
-    """Mean IoU over the seeds (and their range, with several)."""
-    if not cell:
-        return "–"
-    spread = f" ({cell['iou_min']:.4f}–{cell['iou_max']:.4f})" if len(cell["seeds"]) > 1 else ""
-    return f"{cell['iou']:.4f}{spread}"
-
-
-def table(record: dict[str, Any]) -> str:
-    """Plain-text table: per mesh the IoU of every model, its ms/step and peak memory as ratios to NestNet's."""
-    summary, models = _summary(record), _ordered_models(record)
-    base = models[0] if models else None
-    head = f"{'mesh':10s} {'steps':>5s} " + " ".join(f"{m + ' IoU':>12s}" for m in models)
-    head += "  " + " ".join(f"{m + ' ms':>12s}" for m in models) + "  " + " ".join(f"{m + ' MiB':>12s}"
-                                                                                    for m in models)
-    lines = [head]
-    for mesh, steps in _rows(record):
-        cells = [summary.get((mesh, steps, m)) for m in models]
-        ref = summary.get((mesh, steps, base))
-        iou = " ".join(f"{c['iou']:12.4f}" if c else f"{'-':>12s}" for c in cells)
-        ms = " ".join(f"{_ratio_cell(c, ref, 'ms_per_step', '-'):>12s}" for c in cells)
-        mem = " ".join(f"{_ratio_cell(c, ref, 'peak_rss_mib', '-'):>12s}" for c in cells)
-        lines.append(f"{mesh:10s} {steps:5d} {iou}  {ms}  {mem}")
-    return "\n".join(lines)
-
-
-def headline(record: dict[str, Any]) -> str:
-    """One line: per step budget, where NestNet reaches the goal and where it comes first."""
-    summary, models = _summary(record), _ordered_models(record)
-    if "nestnet" not in models:
-        return "No NestNet fits in this record."
-    goal = GOALS["nestnet"]
-    rows = _rows(record)
-    parts = []
-    for budget in sorted({s for _, s in rows}):
-        reached, missed, first, not_first = [], [], [], []
-        for mesh, steps in rows:
-            mine = summary.get((mesh, steps, "nestnet"))
-            if steps != budget or not mine:
-                continue
-            (reached if mine["iou"] >= goal else missed).append(f"{mesh} {mine['iou']:.4f}")
-            others = {m: summary[(mesh, steps, m)]["iou"] for m in models
-                      if m != "nestnet" and (mesh, steps, m) in summary}
-            if others:
-                best_other = max(others, key=others.get)
-                if mine["iou"] >= others[best_other]:
-                    first.append(f"{mesh} ({best_other} {others[best_other]:.4f})")
-                else:
-                    not_first.append(f"{mesh} ({best_other} {others[best_other]:.4f})")
-        if not reached and not missed:
-            continue
-        part = f"at {budget} steps NestNet reaches IoU ≥ {goal} on " + (", ".join(reached) if reached else "no mesh")
-        if missed:
-            part += ", misses it on " + ", ".join(missed)
-        if first:
-            part += "; it comes first on " + ", ".join(first)
-        if not_first:
-            part += ("; it is not first" if not first else ", not") + " on " + ", ".join(not_first)
-        parts.append(part)
-    text = "; ".join(parts)
-    return text[:1].upper() + text[1:] + "."
-
-
-def results_section(record: dict[str, Any]) -> list[str]:
-    """The Markdown section of one record (the benchmark and ``benchmarks/report.py`` both write it)."""
-    summary, models = _summary(record), _ordered_models(record)
-    base = models[0] if models else None
-    commands = record.get("commands") or [record.get("command", "?")]
-    lines = [
-        SECTION_TITLE, "",
-        "Produced by: " + " then ".join(f"`{c}`" for c in commands) + f" on {record.get('date', '?')}, torch "
-        f"{record.get('torch', '?')}, {record.get('cpu_count', '?')} cores, {record.get('threads', '?')} thread(s), "
-        f"allocator {record.get('allocator', '?')}, load average "
-        f"{', '.join(f'{x:.1f}' for x in record.get('load_average', []))} (a shared machine); "
-        f"{record.get('total_seconds', 0) / 60:.0f} min in all.",
-        "",
-        f"What was done: each mesh voxelised at {record.get('resolution')}³ over its tight bounding box (cubic "
-        "cells, as `benchmarks.cases`; shapes below), every model fitted by `reconstruct.tasks.fit_occupancy` at "
-        "the task's defaults (network, learning rate, 65,536 random voxels per step, lr decay) for the steps "
-        f"shown (the task's default is {record.get('task_default_steps')}), one fit per subprocess, on the CPU at "
-        "one thread; the IoU is evaluated once, on the final iterate (`eval_every = steps`), at threshold 0.5 on "
-        "the whole grid. ms/step: median training step (first and last steps excluded: compile, renderings). "
-        "Peak: the fit process's maximum RSS. Ratios are to NestNet's.",
-        "",
-        "**" + headline(record) + "**",
-        "",
-        "| mesh | grid (voxels) | steps | seeds | " + " | ".join(f"{m} IoU" for m in models) + " | "
-        + " | ".join(f"{m} ms/step" for m in models) + " | " + " | ".join(f"{m} peak MiB" for m in models) + " |",
-        "|" + "---|" * (4 + 3 * len(models)),
-    ]
-    for mesh, steps in _rows(record):
-        info = record.get("meshes", {}).get(mesh, {})
-        grid = "×".join(str(s) for s in info.get("shape", [])) + (f" ({info['voxels'] / 1e6:.1f} M)"
-                                                                  if info.get("voxels") else "")
-        cells = [summary.get((mesh, steps, m)) for m in models]
-        ref = summary.get((mesh, steps, base))
-        seeds = sorted({s for c in cells if c for s in c["seeds"]})
-        lines.append(f"| {mesh} | {grid} | {steps} | {','.join(map(str, seeds))} | "
-                     + " | ".join(_iou_cell(c) for c in cells) + " | "
-                     + " | ".join(_ratio_cell(c, ref, "ms_per_step") for c in cells) + " | "
-                     + " | ".join(_ratio_cell(c, ref, "peak_rss_mib") for c in cells) + " |")
-    runs = record.get("runs", [])
-    if runs:
-        lines.append("")
-        for budget in sorted({int(r["steps"]) for r in runs}):
-            per_model = {m: [r for r in runs if r["model"] == m and int(r["steps"]) == budget] for m in models}
-            parts = [f"{m} {statistics.fmean(r['seconds'] for r in rs):.0f} s (training "
-                     f"{statistics.fmean(r['train_seconds'] for r in rs):.0f} s, whole-grid renderings and IoU "
-                     f"{statistics.fmean(r['eval_seconds'] for r in rs):.0f} s)" for m, rs in per_model.items() if rs]
-            lines.append(f"- Time per fit at {budget} steps (mean over its meshes): " + "; ".join(parts) + ".")
-        per_voxel = {m: [1e6 * r["eval_seconds"] / (3 * r["voxels"]) for r in runs if r["model"] == m] for m in models}
-        steps_range = {m: [r["ms_per_step"] for r in runs if r["model"] == m] for m in models}
-        lines.append("- Each fit renders the whole grid three times at its end (the last step's evaluation, the "
-                     "best-iterate snapshot, the final output): " + ", ".join(
-                         f"{m} {min(v):.1f}–{max(v):.1f} µs a voxel a rendering" for m, v in per_voxel.items() if v)
-                     + ". At the task's default `eval_every` (steps // 20) a fit would render it 22 times.")
-        lines.append("- ms/step over the fits (the same batch of 65,536 voxels each): " + ", ".join(
-            f"{m} {min(v):.0f}–{max(v):.0f}" for m, v in steps_range.items() if v)
-                     + " — the spread is the shared machine's load, not the mesh.")
-        vox = [info.get("voxelise_seconds", 0.0) for info in record.get("meshes", {}).values()]
-        if vox:
-            lines.append(f"- Voxelising at {record.get('resolution')}³ (embree ray parity, three axes) took "
-                         f"{min(vox):.1f}–{max(vox):.1f} s a mesh.")
-    lines.append("")
-    return lines
-
-
-def write_section(path: Path, section: list[str]) -> None:
-    """Replace the section :data:`SECTION_TITLE` in ``path`` (up to the next heading), or append it."""
-    from reconstruct.app.files import atomic_write_text
-
-    path = Path(path)
-    text = path.read_text() if path.exists() else ""
-    block = "\n".join(section).rstrip() + "\n\n"
-    pattern = re.compile(r"^" + re.escape(SECTION_TITLE) + r"\n.*?(?=^#{1,3} |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + block
-    atomic_write_text(path, text.rstrip() + "\n")
+    record: dict[str, Any] = read_json(out) if Path(out).exists() else {}
+    done = {_key(r) for r in record.get("runs", [])}
+    merged = 0
+    for source in sources:
+        other = read_json(source)
+        if record and other.get("resolution") != record.get("resolution"):
+            raise ValueError(f"{source} holds fits at resolution {other.get('resolution')}, {out} at "
+                             f"{record.get('resolution')}; merge records of one resolution")
+        if not record:
+            record = {k: v for k, v in other.items() if k not in ("runs", "commands", "total_seconds")}
+        record.setdefault("meshes", {}).update(other.get("meshes", {}))
+        commands = record.setdefault("commands", [])
+        commands += [c for c in other.get("commands", []) if c not in commands]
+        runs = record.setdefault("runs", [])
+        for run in other.get("runs", []):
+            if _key(run) not in done:
+                runs.append(run)
+                done.add(_key(run))
+                merged += 1
+        record["total_seconds"] = float(record.get("total_seconds", 0.0)) + float(other.get("total_seconds", 0.0))
+        if other.get("load_average"):
+            record["load_average"] = other["load_average"]
+    note = (f"{len(sources)} record(s) run side by side were merged in (`--merge`): the minutes in all add up "
+            "each process's time, not the wall-clock.")
+    if sources and note not in record.setdefault("notes", []):
+        record["notes"].append(note)
+    write_json(out, record)
+    print(f"merged {merged} fit(s) from {len(sources)} record(s) into {out}")
+    return record
 
 
 def main() -> None:
@@ -456,6 +339,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="the folder holding meshes/")
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--report", default=str(REPORT), help="RESULTS.md to write the section to ('': none)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RECORD",
+                        help="fit nothing: add the fits of these records (run side by side) to --out")
     parser.add_argument("--in-process", action="store_true",
                         help="fit in this process (peak memory is then the process's, not each fit's)")
     args = parser.parse_args()
@@ -473,8 +358,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(monai_nets.available_networks())}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    record = run_benchmark(resolution=args.resolution, meshes=meshes, models=models, seeds=seeds, steps=args.steps,
-                           out=args.out, data_dir=args.data_dir, threads=args.threads, isolate=not args.in_process)
+    if args.merge:
+        record = merge_records(args.out, args.merge)
+    else:
+        record = run_benchmark(resolution=args.resolution, meshes=meshes, models=models, seeds=seeds, steps=args.steps,
+                               out=args.out, data_dir=args.data_dir, threads=args.threads,
+                               isolate=not args.in_process)
     print()
     print(table(record))
     print(headline(record))

@@ -44,6 +44,7 @@ def test_tiny_run_writes_every_field_and_resumes(tmp_path):
     assert 0.0 <= run["iou"] <= 1.0 and run["iou"] == pytest.approx(run["iou_check"], abs=1e-6)
     assert run["ms_per_step"] > 0 and run["peak_rss_mib"] > run["rss_before_fit_mib"] > 0
     assert run["voxels"] == saved["meshes"]["spot"]["voxels"]
+    assert run["renderings"] == 1  # evaluated at its last step only: that rendering is the output too
 
     # The rendered report pieces hold the command, the table and the headline.
     section = "\n".join(bench.results_section(saved))
@@ -80,3 +81,32 @@ def test_report_regeneration_keeps_the_section(tmp_path):
     write_json(tmp_path / "occupancy_16_cpu.json", record)
     lines = _standalone_sections(tmp_path)
     assert lines[0] == bench.SECTION_TITLE and any(line.startswith("| spot |") for line in lines)
+
+
+def test_merge_adds_the_fits_of_records_run_side_by_side(tmp_path):
+    from benchmarks.common import write_json
+
+    bench = _load()
+
+    def run(model, seed):
+        return {"mesh": "spot", "model": model, "seed": seed, "steps": 2, "iou": 0.5 + seed / 10, "ms_per_step": 10.0,
+                "peak_rss_mib": 500.0, "seconds": 1.0, "train_seconds": 0.5, "eval_seconds": 0.5, "voxels": 4096}
+
+    meshes = {"spot": {"shape": [16, 16, 9], "voxels": 4096}}
+    out, a, b = tmp_path / "main.json", tmp_path / "a.json", tmp_path / "b.json"
+    write_json(out, {"resolution": 16, "commands": ["first"], "meshes": meshes, "runs": [run("nestnet", 0)],
+                     "total_seconds": 10.0})
+    write_json(a, {"resolution": 16, "commands": ["a"], "meshes": meshes, "total_seconds": 5.0,
+                   "runs": [run("nestnet", 0), run("nestnet", 1)]})
+    write_json(b, {"resolution": 16, "commands": ["b"], "meshes": meshes, "total_seconds": 7.0,
+                   "runs": [run("siren", 0)]})
+    merged = bench.merge_records(out, [a, b])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(merged))
+    assert sorted((r["model"], r["seed"]) for r in saved["runs"]) == [("nestnet", 0), ("nestnet", 1), ("siren", 0)]
+    assert saved["commands"] == ["first", "a", "b"] and saved["total_seconds"] == pytest.approx(22.0)
+    section = "\n".join(bench.results_section(saved))
+    assert "side by side" in section and "0.5500 (0.5000–0.6000)" in section  # NestNet's two seeds
+    write_json(b, {"resolution": 32, "runs": [run("siren", 1)]})
+    with pytest.raises(ValueError, match="resolution"):
+        bench.merge_records(out, [b])
