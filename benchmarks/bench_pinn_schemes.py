@@ -8,7 +8,9 @@ thread.  Reported: relative L2 error of the final iterate against the analytic s
 ``sin(x − βt)`` on the task's default 256 × 100 grid, the best iterate's error (an oracle, chosen with
 the analytic solution; for information only) and the seconds of each run.  Runs under tcmalloc when
 installed, denormals flushed, like the quick protocol.  The results are written after every run, so an
-interrupted benchmark keeps what it measured.  The 27 runs took 40 min here (2 shared cores, load
+interrupted benchmark keeps what it measured; run again with the same ``--out`` it skips the runs
+the record holds (same steps, seed and scheme settings) and adds the others, so more models or β
+extend the table.  The 27 runs took 40 min here (2 shared cores, load
 average 4-5; about 30 min on an idle machine); ``--models``/``--betas``/``--steps`` shorten it.
 Command that produced the committed results::
 
@@ -56,7 +58,8 @@ def results_section(record: dict) -> list[str]:
     params = record.get("scheme_params", {})
     lines = [
         SECTION_TITLE, "",
-        f"Produced by: `{record.get('command', '?')}` on {record.get('date', '?')}, torch {record.get('torch', '?')}, "
+        "Produced by: " + " then ".join(f"`{c}`" for c in record.get("commands") or [record.get("command", "?")])
+        + f" on {record.get('date', '?')}, torch {record.get('torch', '?')}, "
         f"{record.get('cpu_count', '?')} cores, {record.get('threads', '?')} thread(s), allocator "
         f"{record.get('allocator', '?')}, load average "
         f"{', '.join(f'{x:.1f}' for x in record.get('load_average', []))}; "
@@ -139,7 +142,7 @@ def main() -> None:
     tune_allocator()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as reconstruct.fit does on CPU
-    from benchmarks.common import write_json
+    from benchmarks.common import read_json, write_json
     from reconstruct.tasks import SOLVE_CONVECTION, solve_convection
 
     betas = [float(b) for b in args.betas.split(",") if b]
@@ -148,19 +151,37 @@ def main() -> None:
     steps = args.steps or SOLVE_CONVECTION.default_steps
     scheme_params = {p.name: p.default for p in SOLVE_CONVECTION.params
                      if p.name.startswith(("causal_", "curriculum_"))}
+    command = "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "") + " .venv/bin/python " \
+        "benchmarks/bench_pinn_schemes.py " + " ".join(sys.argv[1:])
     record = {
         "benchmark": "bench_pinn_schemes",
-        "command": "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "") + " .venv/bin/python "
-                   "benchmarks/bench_pinn_schemes.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
         "allocator": allocator_in_use(), "flush_denormal": True, "device": "cpu", "steps": steps,
         "seed": args.seed, "seeds": 1, "grid": [256, 100], "scheme_params": scheme_params,
         "goals": GOALS, "starting_point": STARTING_POINT, "date": time.strftime("%Y-%m-%d %H:%M"), "runs": [],
     }
+    previous = read_json(args.out) if args.out.exists() else None
+    if previous is not None:
+        # Extend the record (more models or β): only runs at the same steps, seed and scheme settings count
+        # as done, so the table never mixes protocols.
+        same = all(previous.get(k) == record[k] for k in ("steps", "seed", "scheme_params"))
+        if not same:
+            parser.error(f"{args.out} holds runs at other steps/seed/scheme settings; pass another --out")
+        commands = previous.get("commands") or [previous["command"]]
+        record.update(runs=previous["runs"], date=previous.get("date", record["date"]),
+                      command=commands[0], commands=commands + ([command] if command not in commands else []))
+    done = {(r["model"], r["beta"], r["scheme"]) for r in record["runs"]}
+    seconds_before = float(previous.get("total_seconds", 0.0)) if previous else 0.0
+    record["total_seconds"] = seconds_before
+    if previous and previous.get("load_average"):
+        record["load_average"] = previous["load_average"]
     start = time.perf_counter()
     for beta in betas:
         for model in models:
             for scheme in schemes:
+                if (model, beta, scheme) in done:
+                    continue
                 t0 = time.perf_counter()
                 result = solve_convection(beta, model=model, steps=steps, seed=args.seed, device="cpu",
                                           scheme=scheme)
@@ -170,7 +191,7 @@ def main() -> None:
                        "lr": result.extras["parameters"]["lr"], "loss_terms": result.extras["loss_terms"],
                        "parameters": result.model.num_real_parameters()}
                 record["runs"].append(run)
-                record["total_seconds"] = time.perf_counter() - start
+                record["total_seconds"] = seconds_before + time.perf_counter() - start
                 record["load_average"] = os.getloadavg()
                 write_json(args.out, record)
                 print(f"beta {beta:g} {model:8s} {scheme:10s} rel L2 {run['rel_l2']:.4f} "

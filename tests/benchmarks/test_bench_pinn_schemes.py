@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
+import pytest
+
 
 def _run(model, beta, scheme, err):
     return {"model": model, "beta": beta, "scheme": scheme, "rel_l2": err, "best_rel_l2": err, "seconds": 10.0}
@@ -22,3 +27,30 @@ def test_section_states_goals_and_which_scheme_helps_from_the_numbers():
     runs[1]["rel_l2"] = 0.03 * 1.01  # causal no longer helps NestNet and misses the goal tenfold
     text = "\n".join(results_section(record))
     assert "**missed by 10×**" in text and "nestnet: none" in text
+
+
+def test_a_second_run_extends_the_record_and_skips_what_it_holds(tmp_path, monkeypatch):
+    # Two steps per run: the benchmark's own main() with the real task, once for NestNet, then extended
+    # by SIREN into the same --out; the NestNet run is not repeated and both commands are named.
+    from benchmarks import bench_pinn_schemes
+
+    out = tmp_path / "pinn.json"
+    argv = ["bench_pinn_schemes.py", "--betas", "5", "--schemes", "vanilla", "--steps", "2", "--out", str(out)]
+    import reconstruct.app.runtime as runtime
+
+    monkeypatch.setattr(runtime, "reexec_with_tcmalloc", lambda: None)  # stay in this process
+    monkeypatch.setattr(sys, "argv", argv + ["--models", "nestnet"])
+    bench_pinn_schemes.main()
+    first = json.loads(out.read_text())
+    monkeypatch.setattr(sys, "argv", argv + ["--models", "nestnet,siren"])
+    bench_pinn_schemes.main()
+    second = json.loads(out.read_text())
+    assert [r["model"] for r in second["runs"]] == ["nestnet", "siren"]
+    assert second["runs"][0] == first["runs"][0] and len(second["commands"]) == 2
+    assert second["total_seconds"] >= first["total_seconds"]
+    text = "\n".join(bench_pinn_schemes.results_section(second))
+    assert text.count("`OMP_NUM_THREADS=") == 2 and "| siren | 5 |" in text
+    monkeypatch.setattr(sys, "argv", argv[:-4] + ["--steps", "3", "--out", str(out)])
+    with pytest.raises(SystemExit):  # other steps: one argparse error, the record untouched
+        bench_pinn_schemes.main()
+    assert json.loads(out.read_text()) == second
