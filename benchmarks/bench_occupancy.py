@@ -235,8 +235,7 @@ def run_benchmark(
     if record and record.get("resolution") != resolution:
         raise ValueError(f"{out} holds fits at resolution {record.get('resolution')}, not {resolution}; "
                          "pass another --out")
-    command = command or "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "") + " .venv/bin/python " \
-        "benchmarks/bench_occupancy.py " + " ".join(sys.argv[1:])
+    command = command or _this_command()
     commands = list(record.get("commands", []))
     if command not in commands:
         commands.append(command)
@@ -285,11 +284,18 @@ def run_benchmark(
     return record
 
 
-def merge_records(out: Path, sources: Sequence[Path]) -> dict[str, Any]:
+def _this_command() -> str:
+    """This process's command line as the record writes it (the thread setting included)."""
+    return ("OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "") + " .venv/bin/python "
+            "benchmarks/bench_occupancy.py " + " ".join(sys.argv[1:]))
+
+
+def merge_records(out: Path, sources: Sequence[Path], command: str | None = None) -> dict[str, Any]:
     """Add the fits of ``sources`` (records of this benchmark run side by side) to the record ``out``.
 
     Fits ``out`` already holds (same mesh, model, seed, steps) are kept; the resolutions must agree. The
-    commands are appended in order; ``total_seconds`` becomes the sum of every record's (process time,
+    commands are appended in order, then ``command`` (the merge's own, so the list reproduces ``out``);
+    ``total_seconds`` becomes the sum of every record's (process time,
     not wall-clock: the sources ran at the same time) and a note in the record says so.
     """
     from benchmarks.common import read_json, write_json
@@ -316,6 +322,8 @@ def merge_records(out: Path, sources: Sequence[Path]) -> dict[str, Any]:
         record["total_seconds"] = float(record.get("total_seconds", 0.0)) + float(other.get("total_seconds", 0.0))
         if other.get("load_average"):
             record["load_average"] = other["load_average"]
+    if command and command not in record.setdefault("commands", []):
+        record["commands"].append(command)
     note = (f"{len(sources)} record(s) run side by side were merged in (`--merge`): the minutes in all add up "
             "each process's time, not the wall-clock.")
     if sources and note not in record.setdefault("notes", []):
@@ -359,7 +367,7 @@ def main() -> None:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(monai_nets.available_networks())}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
     if args.merge:
-        record = merge_records(args.out, args.merge)
+        record = merge_records(args.out, args.merge, command=_this_command())
     else:
         record = run_benchmark(resolution=args.resolution, meshes=meshes, models=models, seeds=seeds, steps=args.steps,
                                out=args.out, data_dir=args.data_dir, threads=args.threads,

@@ -100,11 +100,11 @@ def test_merge_adds_the_fits_of_records_run_side_by_side(tmp_path):
                    "runs": [run("nestnet", 0), run("nestnet", 1)]})
     write_json(b, {"resolution": 16, "commands": ["b"], "meshes": meshes, "total_seconds": 7.0,
                    "runs": [run("siren", 0)]})
-    merged = bench.merge_records(out, [a, b])
+    merged = bench.merge_records(out, [a, b], command="merge a b")
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(merged))
     assert sorted((r["model"], r["seed"]) for r in saved["runs"]) == [("nestnet", 0), ("nestnet", 1), ("siren", 0)]
-    assert saved["commands"] == ["first", "a", "b"] and saved["total_seconds"] == pytest.approx(22.0)
+    assert saved["commands"] == ["first", "a", "b", "merge a b"] and saved["total_seconds"] == pytest.approx(22.0)
     section = "\n".join(bench.results_section(saved))
     assert "side by side" in section and "0.5500 (0.5000–0.6000)" in section  # NestNet's two seeds
     write_json(b, {"resolution": 32, "runs": [run("siren", 1)]})

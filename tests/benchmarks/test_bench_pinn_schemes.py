@@ -29,6 +29,15 @@ def test_section_states_goals_and_which_scheme_helps_from_the_numbers():
     assert "**missed by 10×**" in text and "nestnet: none" in text
 
 
+def test_a_model_is_judged_only_at_the_betas_it_ran_at():
+    from benchmarks.bench_pinn_schemes import results_section
+
+    runs = [_run("nestnet", b, s, e) for b in (30.0, 40.0) for s, e in (("vanilla", 0.03), ("causal", 0.02))]
+    runs += [_run("mfn", 30.0, "vanilla", 0.2), _run("mfn", 30.0, "causal", 0.1)]  # no β = 40 run
+    text = "\n".join(results_section({"command": "bench", "steps": 1000, "runs": runs}))
+    assert "nestnet: causal; mfn: causal" in text and "A scheme helps every model" in text
+
+
 def test_a_second_run_extends_the_record_and_skips_what_it_holds(tmp_path, monkeypatch):
     # Two steps per run: the benchmark's own main() with the real task, once for NestNet, then extended
     # by SIREN into the same --out; the NestNet run is not repeated and both commands are named.
