@@ -116,6 +116,7 @@ def fit_once(volume: Any, model: str, seed: int, steps: int | None, threads: int
     import numpy as np
     import torch
 
+    from reconstruct.app.runtime import allocator_in_use
     from reconstruct.tasks import FIT_OCCUPANCY, fit_occupancy
 
     torch.set_num_threads(threads)
@@ -147,6 +148,7 @@ def fit_once(volume: Any, model: str, seed: int, steps: int | None, threads: int
         else sum(p.numel() for p in result.model.parameters()),
         "lr": params.get("lr"), "batch_size": params.get("batch_size"), "model_kwargs": params.get("model_kwargs"),
         "shape": list(ref.shape), "voxels": int(ref.size), "threads": torch.get_num_threads(),
+        "allocator": allocator_in_use(),  # per fit: records merged from several machines may differ
         "final_loss": result.history[-1]["loss"] if result.history else None,
         # whole-grid renderings in eval_seconds: the last step's evaluation, reused for the best iterate
         # and the output when it is the best (reconstruct.fit); a best iterate of its own renders again
@@ -301,6 +303,8 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
     from benchmarks.common import read_json, write_json
 
     record: dict[str, Any] = read_json(out) if Path(out).exists() else {}
+    for run in record.get("runs", []):  # fits from before runs named their allocator: their record's
+        run.setdefault("allocator", record.get("allocator"))
     done = {_key(r) for r in record.get("runs", [])}
     merged = 0
     for source in sources:
@@ -316,7 +320,7 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
         runs = record.setdefault("runs", [])
         for run in other.get("runs", []):
             if _key(run) not in done:
-                runs.append(run)
+                runs.append({**run, "allocator": run.get("allocator", other.get("allocator"))})
                 done.add(_key(run))
                 merged += 1
         record["total_seconds"] = float(record.get("total_seconds", 0.0)) + float(other.get("total_seconds", 0.0))

@@ -1,6 +1,7 @@
 """PINN training schemes on the hard convection cases: vanilla, causal and curriculum, every model at equal steps.
 
-``reconstruct.tasks.solve_convection`` at β = 30, 40, 50 with NestNet, SIREN and FINER (their PINN
+``reconstruct.tasks.solve_convection`` at β = 30, 40, 50 with NestNet, SIREN and FINER, and the other
+registry models (MFN, Gauss, WIRE, FFN, ReLU+PE) added by later runs into the same record (their PINN
 defaults: ``reconstruct.pinn.PINN_MODEL_DEFAULTS`` and per-model learning rates), each with
 ``scheme`` = vanilla / causal / curriculum at the library's scheme hyper-parameters (the same for
 every model and β), the same steps for all (the task's default, 1,000), one seed, on the CPU at one
@@ -10,11 +11,13 @@ the analytic solution; for information only) and the seconds of each run.  Runs 
 installed, denormals flushed, like the quick protocol.  The results are written after every run, so an
 interrupted benchmark keeps what it measured; run again with the same ``--out`` it skips the runs
 the record holds (same steps, seed and scheme settings) and adds the others, so more models or β
-extend the table.  The 27 runs took 40 min here (2 shared cores, load
+extend the table.  The first 27 runs took 40 min here (2 shared cores, load
 average 4-5; about 30 min on an idle machine); ``--models``/``--betas``/``--steps`` shorten it.
-Command that produced the committed results::
+Commands that produced the committed results (the record lists every one it ran)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pinn_schemes.py --threads 1
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pinn_schemes.py --threads 1 \
+        --models mfn,gauss,wire,ffn,relu_pe --betas 30,40
 """
 
 from __future__ import annotations
@@ -191,7 +194,7 @@ def main() -> None:
                        "best_rel_l2": result.best.metrics["rel_l2"] if result.best else None,
                        "seconds": time.perf_counter() - t0, "fit_seconds": result.seconds, "steps": result.steps,
                        "lr": result.extras["parameters"]["lr"], "loss_terms": result.extras["loss_terms"],
-                       "parameters": result.model.num_real_parameters()}
+                       "parameters": result.model.num_real_parameters(), "allocator": allocator_in_use()}
                 record["runs"].append(run)
                 record["total_seconds"] = seconds_before + time.perf_counter() - start
                 record["load_average"] = os.getloadavg()

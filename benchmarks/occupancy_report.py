@@ -116,6 +116,33 @@ def headline(record: dict[str, Any]) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
+def _allocators(record: dict[str, Any]) -> str:
+    """The allocator(s) the fits ran under (each run's, else the record's)."""
+    names = sorted({r.get("allocator") or record.get("allocator") or "?" for r in record.get("runs", [])})
+    return " / ".join(names) if names else str(record.get("allocator", "?"))
+
+
+def _allocator_line(record: dict[str, Any]) -> str | None:
+    """When the fits ran under several allocators: how many under each and NestNet's memory and speed there."""
+    runs = record.get("runs", [])
+    by_allocator: dict[str, list[dict]] = {}
+    for run in runs:
+        by_allocator.setdefault(run.get("allocator") or record.get("allocator") or "?", []).append(run)
+    if len(by_allocator) < 2:
+        return None
+    parts = []
+    for name, group in sorted(by_allocator.items()):
+        seeds = sorted({int(r["seed"]) for r in group})
+        mine = [r for r in group if r["model"] == "nestnet"]
+        text = f"{name} {len(group)} fits (seeds {','.join(map(str, seeds))})"
+        if mine:
+            text += (f", NestNet's peak {statistics.fmean(r['peak_rss_mib'] for r in mine):.0f} MiB and "
+                     f"{statistics.fmean(r['ms_per_step'] for r in mine):.0f} ms/step on average")
+        parts.append(text)
+    return ("- The fits ran under different allocators: "
+            + "; ".join(parts) + ". The peak memory columns hold the allocator's share too; compare like with like.")
+
+
 def results_section(record: dict[str, Any]) -> list[str]:
     """The Markdown section of one record (the benchmark and ``benchmarks/report.py`` both write it)."""
     summary, models = _summary(record), _ordered_models(record)
@@ -125,7 +152,7 @@ def results_section(record: dict[str, Any]) -> list[str]:
         SECTION_TITLE, "",
         "Produced by: " + " then ".join(f"`{c}`" for c in commands) + f" on {record.get('date', '?')}, torch "
         f"{record.get('torch', '?')}, {record.get('cpu_count', '?')} cores, {record.get('threads', '?')} thread(s), "
-        f"allocator {record.get('allocator', '?')}, load average "
+        f"allocator {_allocators(record)}, load average "
         f"{', '.join(f'{x:.1f}' for x in record.get('load_average') or [])} (a shared machine); "
         f"{record.get('total_seconds', 0) / 60:.0f} min in all.",
         "",
@@ -176,6 +203,9 @@ def results_section(record: dict[str, Any]) -> list[str]:
         lines.append("- ms/step over the fits (the same batch of 65,536 voxels each): " + ", ".join(
             f"{m} {min(v):.0f}–{max(v):.0f}" for m, v in steps_range.items() if v)
                      + " — the spread is the shared machine's load, not the mesh.")
+        allocator_line = _allocator_line(record)
+        if allocator_line:
+            lines.append(allocator_line)
         vox = [info.get("voxelise_seconds", 0.0) for info in record.get("meshes", {}).values()]
         if vox:
             lines.append(f"- Voxelising at {record.get('resolution')}³ (embree ray parity, three axes) took "

@@ -95,10 +95,11 @@ def test_merge_adds_the_fits_of_records_run_side_by_side(tmp_path):
     meshes = {"spot": {"shape": [16, 16, 9], "voxels": 4096}}
     out, a, b = tmp_path / "main.json", tmp_path / "a.json", tmp_path / "b.json"
     write_json(out, {"resolution": 16, "commands": ["first"], "meshes": meshes, "runs": [run("nestnet", 0)],
-                     "total_seconds": 10.0})
+                     "total_seconds": 10.0, "allocator": "tcmalloc"})
     write_json(a, {"resolution": 16, "commands": ["a"], "meshes": meshes, "total_seconds": 5.0,
-                   "runs": [run("nestnet", 0), run("nestnet", 1)]})
+                   "allocator": "glibc-tuned", "runs": [run("nestnet", 0), run("nestnet", 1)]})
     write_json(b, {"resolution": 16, "commands": ["b"], "meshes": meshes, "total_seconds": 7.0,
+                   "allocator": "glibc-tuned",
                    "runs": [run("siren", 0)]})
     merged = bench.merge_records(out, [a, b], command="merge a b")
     saved = json.loads(out.read_text())
@@ -107,6 +108,10 @@ def test_merge_adds_the_fits_of_records_run_side_by_side(tmp_path):
     assert saved["commands"] == ["first", "a", "b", "merge a b"] and saved["total_seconds"] == pytest.approx(22.0)
     section = "\n".join(bench.results_section(saved))
     assert "side by side" in section and "0.5500 (0.5000–0.6000)" in section  # NestNet's two seeds
+    # each fit keeps the allocator it ran under (its record's, for fits from before runs named it)
+    assert [r["allocator"] for r in saved["runs"]] == ["tcmalloc", "glibc-tuned", "glibc-tuned"]
+    assert "allocator glibc-tuned / tcmalloc" in section
+    assert "glibc-tuned 2 fits (seeds 0,1), NestNet's peak 500 MiB" in section
     write_json(b, {"resolution": 32, "runs": [run("siren", 1)]})
     with pytest.raises(ValueError, match="resolution"):
         bench.merge_records(out, [b])
