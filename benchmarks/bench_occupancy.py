@@ -238,6 +238,8 @@ def run_benchmark(
         raise ValueError(f"{out} holds fits at resolution {record.get('resolution')}, not {resolution}; "
                          "pass another --out")
     command = command or _this_command()
+    for run in record.get("runs", []):  # fits from before runs named their allocator: the record's, kept
+        run.setdefault("allocator", record.get("allocator"))
     commands = list(record.get("commands", []))
     if command not in commands:
         commands.append(command)

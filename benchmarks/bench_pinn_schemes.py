@@ -174,6 +174,8 @@ def main() -> None:
         if not same:
             parser.error(f"{args.out} holds runs at other steps/seed/scheme settings; pass another --out")
         commands = previous.get("commands") or [previous["command"]]
+        for run in previous["runs"]:  # runs from before they named their allocator: the record's, kept
+            run.setdefault("allocator", previous.get("allocator"))
         record.update(runs=previous["runs"], date=previous.get("date", record["date"]),
                       command=commands[0], commands=commands + ([command] if command not in commands else []))
     done = {(r["model"], r["beta"], r["scheme"]) for r in record["runs"]}

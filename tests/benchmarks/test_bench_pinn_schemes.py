@@ -56,6 +56,7 @@ def test_a_second_run_extends_the_record_and_skips_what_it_holds(tmp_path, monke
     second = json.loads(out.read_text())
     assert [r["model"] for r in second["runs"]] == ["nestnet", "siren"]
     assert second["runs"][0] == first["runs"][0] and len(second["commands"]) == 2
+    assert {r["allocator"] for r in second["runs"]} == {runtime.allocator_in_use()}  # each run names it
     assert second["total_seconds"] >= first["total_seconds"]
     text = "\n".join(bench_pinn_schemes.results_section(second))
     assert text.count("`OMP_NUM_THREADS=") == 2 and "| siren | 5 |" in text
