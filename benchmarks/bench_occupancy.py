@@ -238,8 +238,7 @@ def run_benchmark(
         raise ValueError(f"{out} holds fits at resolution {record.get('resolution')}, not {resolution}; "
                          "pass another --out")
     command = command or _this_command()
-    for run in record.get("runs", []):  # fits from before runs named their allocator: the record's, kept
-        run.setdefault("allocator", record.get("allocator"))
+    _name_allocators(record)
     commands = list(record.get("commands", []))
     if command not in commands:
         commands.append(command)
@@ -288,6 +287,13 @@ def run_benchmark(
     return record
 
 
+def _name_allocators(record: dict[str, Any]) -> dict[str, Any]:
+    """Give fits from before runs named their allocator the record's (before a newer run overwrites it)."""
+    for run in record.get("runs", []):
+        run.setdefault("allocator", record.get("allocator"))
+    return record
+
+
 def _this_command() -> str:
     """This process's command line as the record writes it (the thread setting included)."""
     return ("OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "") + " .venv/bin/python "
@@ -305,12 +311,11 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
     from benchmarks.common import read_json, write_json
 
     record: dict[str, Any] = read_json(out) if Path(out).exists() else {}
-    for run in record.get("runs", []):  # fits from before runs named their allocator: their record's
-        run.setdefault("allocator", record.get("allocator"))
+    _name_allocators(record)
     done = {_key(r) for r in record.get("runs", [])}
     merged = 0
     for source in sources:
-        other = read_json(source)
+        other = _name_allocators(read_json(source))
         if record and other.get("resolution") != record.get("resolution"):
             raise ValueError(f"{source} holds fits at resolution {other.get('resolution')}, {out} at "
                              f"{record.get('resolution')}; merge records of one resolution")
@@ -322,7 +327,7 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
         runs = record.setdefault("runs", [])
         for run in other.get("runs", []):
             if _key(run) not in done:
-                runs.append({**run, "allocator": run.get("allocator", other.get("allocator"))})
+                runs.append(run)
                 done.add(_key(run))
                 merged += 1
         record["total_seconds"] = float(record.get("total_seconds", 0.0)) + float(other.get("total_seconds", 0.0))
