@@ -202,6 +202,7 @@ def _standalone_sections(results: Path) -> list[str]:
     from benchmarks.bench_ct3d import results_section as ct3d_section
     from benchmarks.bench_occupancy import results_section as occupancy_section
     from benchmarks.bench_pinn_schemes import results_section as pinn_schemes_section
+    from benchmarks.sweep_defaults import results_section as sweep_section
 
     lines: list[str] = []
     for path in sorted(results.glob("occupancy_*_cpu.json")):
@@ -212,6 +213,9 @@ def _standalone_sections(results: Path) -> list[str]:
         lines += ct3d_section(record)  # one section per volume size, smallest first
     for path in sorted(results.glob("pinn_schemes*.json")):
         lines += pinn_schemes_section(read_json(path))
+    sweeps = [read_json(p) for p in sorted(results.glob("lr_defaults*.json"))]
+    if sweeps:
+        lines += sweep_section(sweeps)
     return lines
 
 
