@@ -43,7 +43,6 @@ __all__ = [
     "SCHEMES",
     "causal_weights",
     "PINN_MODEL_DEFAULTS",
-    "PINN_LEARNING_RATES",
     "X_RANGE",
     "T_RANGE",
 ]
@@ -75,10 +74,6 @@ PINN_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "ffn": {"sigma": 0.02},
     "relu_pe": {"num_frequencies": 1},
 }
-
-#: Per-model PINN learning rates where the network's ``recommended_lr`` is too slow here
-#: (ReLU+PE: rel. L2 0.29 at 1e-3, 0.067 at 5e-3, 0.043 at 1e-2 after 300 steps).
-PINN_LEARNING_RATES: dict[str, float] = {"relu_pe": 1e-2}
 
 
 def exact_convection(beta: float, x: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -15,23 +15,11 @@ initialisation and batch sampling), ``time_budget_s``, ``preview_every`` (``Step
 the current reconstruction in the output layout and value range); plus ``on_step`` and ``reference``
 (ground truth in the output layout: enables metrics and ``result.best``).
 
-Default learning rates (``default_lr(model, task)``): the network's ``recommended_lr`` unless the task's
-spec overrides it (the PINN does for ReLU+PE). Checked with ``fit_image`` on a 64×64 camera crop, 300
-steps, every network at its default architecture (PSNR dB, final iterate, on an H100; the test
-``test_every_network_learns_with_its_default_lr`` repeats a short version on the CPU):
-
-=========  =======  ==========  ==========  ==========
-model      lr       at lr       at lr / 3   at lr × 3
-=========  =======  ==========  ==========  ==========
-nestnet    5e-3     73.7        52.2        79.9
-siren      1e-3     49.4        30.1        135.4
-wire       5e-3     63.7        60.8        58.3
-gauss      5e-3     26.5        25.2        30.7
-mfn        1e-2     145.2       138.5       143.8
-ffn        1e-3     99.6        26.6        138.1
-relu_pe    1e-3     21.3        18.1        23.5
-finer      5e-4     69.9        32.9        140.1
-=========  =======  ==========  ==========  ==========
+Default learning rates (``default_lr(model, task)``): the network's ``recommended_lr`` (its paper's
+rate) unless the task's spec overrides it. Fitting, super-resolution, the PINN and occupancy take the
+choice of a committed sweep on a development case no table uses
+(:mod:`reconstruct.tasks.learning_rates`, ``benchmarks/sweep_defaults.py``); denoising and CT keep the
+recommended rates.
 
 Default steps are sized for CPU-scale problems (64²–128² images); larger images need more steps, which
 a GPU affords.  Denoising is the exception: its step count is the regulariser.

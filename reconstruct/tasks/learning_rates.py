@@ -1,19 +1,26 @@
-"""Default learning rates of fitting and super-resolution, chosen by a committed sweep.
+"""Default learning rates per task, chosen by committed sweeps on development cases.
 
-``benchmarks/sweep_defaults.py`` fits a development photo (``skimage.data.chelsea``, 96² RGB, 300
-steps, not an image of any results table) with every registry network at ⅓, 1, 3 and 9 times its
-``recommended_lr`` (the rate of its paper / reference code) and keeps the best final PSNR; its
-result, with the command, is ``benchmarks/results/lr_defaults_cpu.json``, and
-``tests/benchmarks/test_lr_defaults.py`` checks that these rates are that file's choice. Fitting
-and single- and multi-frame super-resolution use them. Denoising does not: the sweep rewards fitting
-fast, and a denoising fit is stopped early — at the swept rates SIREN's held-out stop on a noisy
-64² image gained 0.6 dB instead of 5 — so it keeps the networks' own rates, as CT, occupancy and the
-PINN do (none of them swept here).
+``benchmarks/sweep_defaults.py`` runs every registry network on a task's development case — data no
+results table uses — at ⅓, 1, 3 and 9 times its ``recommended_lr`` (the rate of its paper / reference
+code; further out while the best stays at an edge) and keeps the rate of the best final metric:
+
+* fitting and single- and multi-frame super-resolution: ``skimage.data.chelsea``, 96² RGB, 300 steps,
+  PSNR (``benchmarks/results/lr_defaults_cpu.json``);
+* the convection PINN: β = 20 (the tables use 30-50), vanilla, 1000 steps, relative L2
+  (``lr_defaults_pinn_cpu.json``);
+* occupancy: generated 96³ ``skimage.data.binary_blobs``, 60 steps, IoU
+  (``lr_defaults_occupancy_cpu.json``); FFN and ReLU+PE fit nothing in 60 steps at any rate, so
+  theirs come from 300 steps (``lr_defaults_occupancy_300_cpu.json``).
+
+``tests/benchmarks/test_lr_defaults.py`` checks these tables equal the records' choices. Denoising is
+not swept: the sweep rewards fitting fast, and a denoising fit is stopped early — at the image rates
+SIREN's held-out stop on a noisy 64² image gained 0.6 dB instead of 5 — so it keeps the networks' own
+rates, as CT does (not swept: its tables compare against classical methods at the recommended rates).
 """
 
 from __future__ import annotations
 
-__all__ = ["IMAGE_LEARNING_RATES", "IMAGE_TASKS"]
+__all__ = ["IMAGE_LEARNING_RATES", "IMAGE_TASKS", "PINN_LEARNING_RATES", "OCCUPANCY_LEARNING_RATES", "SWEPT_TASKS"]
 
 #: The tasks that take :data:`IMAGE_LEARNING_RATES` as their defaults.
 IMAGE_TASKS = ("fit_image", "super_resolve", "super_resolve_multi")
@@ -29,3 +36,30 @@ IMAGE_LEARNING_RATES: dict[str, float] = {
     "relu_pe": 0.003,
     "finer": 0.0015,
 }
+
+#: model -> Adam learning rate of the PINN (sweep winner on convection at β = 20; see the module docstring).
+PINN_LEARNING_RATES: dict[str, float] = {
+    "nestnet": 0.005,
+    "siren": 0.001 / 3,
+    "wire": 0.005 / 9,
+    "gauss": 0.005 / 9,
+    "mfn": 0.01 * 3,
+    "ffn": 0.001 * 3,
+    "relu_pe": 0.001 * 9,
+    "finer": 0.0005,
+}
+
+#: model -> Adam learning rate of occupancy fitting (sweep winner on generated blobs; see the module docstring).
+OCCUPANCY_LEARNING_RATES: dict[str, float] = {
+    "nestnet": 0.005 * 3,
+    "siren": 0.001 * 3,
+    "wire": 0.005,
+    "gauss": 0.005,
+    "mfn": 0.01 * 9,
+    "ffn": 0.001 * 9,
+    "relu_pe": 0.001 * 9,
+    "finer": 0.0005 * 9,
+}
+
+#: Every task whose default learning rates come from a committed sweep.
+SWEPT_TASKS = (*IMAGE_TASKS, "solve_convection", "fit_occupancy")

@@ -10,6 +10,7 @@ from ..fit import FitResult
 from ..occupancy import DEFAULT_BATCH_SIZE, check_occupancy_volume
 from ..operators import OccupancyOperator
 from .common import check_spacing
+from .learning_rates import OCCUPANCY_LEARNING_RATES
 from .runner import build_network, run_fit, run_parameters, task_function
 from .spec import DataInput, FitSettings, Param, TaskSpec
 
@@ -29,6 +30,7 @@ FIT_OCCUPANCY = TaskSpec(
     ),
     metrics=("iou",),
     default_steps=500,
+    lr_overrides=OCCUPANCY_LEARNING_RATES,
 )
 
 
@@ -51,7 +53,8 @@ def fit_occupancy(volume: Any, *, params: dict[str, Any], fit: FitSettings, on_s
         reference: binary volume the IoU is measured against.  Default: ``volume`` itself — fitting
             a given volume, the IoU says how faithfully the network represents it (the WIRE
             occupancy protocol).
-        Others: the common fit settings (see :mod:`reconstruct.tasks`).
+        Others: the common fit settings (see :mod:`reconstruct.tasks`); ``lr`` defaults to the model's
+            entry of :data:`~reconstruct.tasks.learning_rates.OCCUPANCY_LEARNING_RATES` (committed sweep).
 
     Returns:
         :class:`~reconstruct.fit.FitResult`: ``output`` the occupancy probability ``(D, H, W)``

@@ -11,7 +11,6 @@ import torch
 from ..fit import FitResult
 from ..pinn import (
     FEATURE_KINDS,
-    PINN_LEARNING_RATES,
     PINN_MODEL_DEFAULTS,
     SCHEMES,
     T_RANGE,
@@ -21,6 +20,7 @@ from ..pinn import (
     SpaceTimeNet,
     exact_convection,
 )
+from .learning_rates import PINN_LEARNING_RATES
 from .runner import build_network, run_fit, run_parameters, task_function
 from .spec import FitSettings, Param, TaskSpec
 
@@ -81,8 +81,8 @@ def solve_convection(*, params: dict[str, Any], fit: FitSettings, on_step: Any,
         model_kwargs: constructor arguments, merged over :data:`PINN_MODEL_DEFAULTS`.
         nx, nt: output grid: ``nx`` points over ``[0, 2π]`` and ``nt`` over ``[0, 1]``, ends included.
         steps: Adam steps (one fresh collocation draw each; ``None``: :data:`DEFAULT_STEPS`).
-        lr: learning rate (default: :data:`PINN_LEARNING_RATES`, else the tasks module's per-model
-            rate, else the model's ``recommended_lr``).
+        lr: learning rate (default: the model's entry of
+            :data:`~reconstruct.tasks.learning_rates.PINN_LEARNING_RATES`, from the committed sweep).
         lr_decay: factor the learning rate reaches at the last step.
         n_collocation, n_initial, n_boundary: residual, initial-condition and boundary points per step.
         loss_weights: ``(residual, initial, boundary)`` weights.
