@@ -21,7 +21,9 @@ and the fit) and the seconds of each part.  Every fit runs in its own subprocess
 is that fit's alone; the volumes are voxelised once in the parent.  One thread, tcmalloc when
 installed, denormals flushed, like the other CPU benchmarks.  The JSON is written after every fit and
 fits already in it (same mesh, model, seed, steps) are skipped, so an interrupted run continues where
-it stopped.  Command that produced the committed results::
+it stopped; a fit at a learning rate that is no longer the task's default (the occupancy sweep of
+``benchmarks/sweep_defaults.py``) is fitted again and replaces it (the old one moves to
+``superseded_runs``), and the report names the models still at an older rate.  Command that produced the committed results::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_occupancy.py --threads 1 --resolution 256 \
         --meshes all --models nestnet,siren --seeds 0 --steps 60
@@ -227,7 +229,7 @@ def run_benchmark(
     import numpy as np
     import torch
 
-    from benchmarks.common import read_json, write_json
+    from benchmarks.common import read_json, runs_off_the_default_rate, write_json
     from reconstruct.app.runtime import allocator_in_use
     from reconstruct.tasks import FIT_OCCUPANCY
 
@@ -252,8 +254,9 @@ def run_benchmark(
         "date": record.get("date", time.strftime("%Y-%m-%d %H:%M")),
     })
     record.setdefault("meshes", {})
-    runs: list[dict[str, Any]] = record.setdefault("runs", [])
-    done = {_key(r) for r in runs}
+    record.setdefault("runs", [])
+    # a fit at a rate that is no longer the task's default is not done: fitting again replaces it
+    done = {_key(r) for r in record["runs"] if not runs_off_the_default_rate([r], "fit_occupancy")}
     seconds_before = float(record.get("total_seconds", 0.0))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_occupancy_volumes_") as tmp:
@@ -275,7 +278,7 @@ def run_benchmark(
                 else:
                     run = fit_once(volume, model, seed, steps, threads)
                 run = {"mesh": mesh, **run, "seconds": time.perf_counter() - t0}
-                runs.append(run)
+                _add_run(record, run)
                 done.add(_key(run))
                 record["total_seconds"] = seconds_before + time.perf_counter() - start
                 record["load_average"] = list(os.getloadavg())
@@ -285,6 +288,15 @@ def run_benchmark(
                     f"{run['eval_seconds']:.0f} s  ({run['seconds']:.0f} s)")
             del volume
     return record
+
+
+def _add_run(record: dict[str, Any], run: dict[str, Any]) -> None:
+    """Add ``run`` to the record; a fit it replaces (same mesh, model, seed, steps) moves to ``superseded_runs``."""
+    replaced = [r for r in record["runs"] if _key(r) == _key(run)]
+    if replaced:
+        record.setdefault("superseded_runs", []).extend(replaced)
+        record["runs"] = [r for r in record["runs"] if _key(r) != _key(run)]
+    record["runs"].append(run)
 
 
 def _name_allocators(record: dict[str, Any]) -> dict[str, Any]:
@@ -308,11 +320,12 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
     ``total_seconds`` becomes the sum of every record's (process time,
     not wall-clock: the sources ran at the same time) and a note in the record says so.
     """
-    from benchmarks.common import read_json, write_json
+    from benchmarks.common import read_json, runs_off_the_default_rate, write_json
 
     record: dict[str, Any] = read_json(out) if Path(out).exists() else {}
     _name_allocators(record)
-    done = {_key(r) for r in record.get("runs", [])}
+    # as in a run: a fit at a rate that is no longer the default gives way to a source's fit at the default
+    done = {_key(r) for r in record.get("runs", []) if not runs_off_the_default_rate([r], "fit_occupancy")}
     merged = 0
     for source in sources:
         other = _name_allocators(read_json(source))
@@ -324,12 +337,16 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
         record.setdefault("meshes", {}).update(other.get("meshes", {}))
         commands = record.setdefault("commands", [])
         commands += [c for c in other.get("commands", []) if c not in commands]
-        runs = record.setdefault("runs", [])
+        record.setdefault("runs", [])
         for run in other.get("runs", []):
-            if _key(run) not in done:
-                runs.append(run)
+            at_default = not runs_off_the_default_rate([run], "fit_occupancy")
+            held = {_key(r) for r in record["runs"]}
+            if _key(run) in done or (not at_default and _key(run) in held):
+                continue
+            _add_run(record, run)
+            if at_default:
                 done.add(_key(run))
-                merged += 1
+            merged += 1
         record["total_seconds"] = float(record.get("total_seconds", 0.0)) + float(other.get("total_seconds", 0.0))
         if other.get("load_average"):
             record["load_average"] = other["load_average"]

@@ -2,7 +2,8 @@
 
 ``reconstruct.tasks.solve_convection`` at β = 30, 40, 50 with NestNet, SIREN and FINER, and the other
 registry models (MFN, Gauss, WIRE, FFN, ReLU+PE) added by later runs into the same record (their PINN
-defaults: ``reconstruct.pinn.PINN_MODEL_DEFAULTS`` and per-model learning rates), each with
+defaults: ``reconstruct.pinn.PINN_MODEL_DEFAULTS`` and
+``reconstruct.tasks.learning_rates.PINN_LEARNING_RATES``), each with
 ``scheme`` = vanilla / causal / curriculum at the library's scheme hyper-parameters (the same for
 every model and β), the same steps for all (the task's default, 1,000), one seed, on the CPU at one
 thread.  Reported: relative L2 error of the final iterate against the analytic solution
@@ -11,7 +12,9 @@ the analytic solution; for information only) and the seconds of each run.  Runs 
 installed, denormals flushed, like the quick protocol.  The results are written after every run, so an
 interrupted benchmark keeps what it measured; run again with the same ``--out`` it skips the runs
 the record holds (same steps, seed and scheme settings) and adds the others, so more models or β
-extend the table.  The first 27 runs took 40 min here (2 shared cores, load
+extend the table; a run at a rate that is no longer the model's default (the PINN learning-rate sweep of
+``benchmarks/sweep_defaults.py``) is re-run and replaced, the report names the models still at an older
+rate.  The first 27 runs took 40 min here (2 shared cores, load
 average 4-5; about 30 min on an idle machine); ``--models``/``--betas``/``--steps`` shorten it.
 Commands that produced the committed results (the record lists every one it ran)::
 
@@ -46,6 +49,12 @@ def _table(runs: list[dict], schemes: list[str]) -> str:
             cells.append(f"{got[0]['rel_l2']:14.4f} {got[0]['seconds']:6.0f}" if got else f"{'-':>14s} {'-':>6s}")
         lines.append(f"{model:8s} {beta:5g} " + " ".join(cells))
     return "\n".join(lines)
+
+
+def _at_default_rate(run: dict) -> bool:
+    from benchmarks.common import runs_off_the_default_rate
+
+    return not runs_off_the_default_rate([run], "solve_convection")
 
 
 SECTION_TITLE = "### PINN training schemes at β = 30 / 40 / 50 (CPU, 1,000 steps)"
@@ -110,6 +119,16 @@ def results_section(record: dict) -> list[str]:
                 f"- {model} at β = {beta:g}: best {best['rel_l2']:.4f} ({best['scheme']}), goal ≤ {goal:g}: "
                 f"**{verdict}**" + (f"; best of all models {leader['model']} {leader['scheme']} "
                                     f"{leader['rel_l2']:.4f}." if leader else "."))
+
+    from benchmarks.common import runs_off_the_default_rate
+
+    stale = runs_off_the_default_rate(runs, "solve_convection")
+    if stale:
+        lines.append(
+            "- Run at a learning rate that is no longer the default (the PINN sweep, "
+            "`benchmarks/results/lr_defaults_pinn_cpu.json` on convection at β = 20, chose new ones) and not yet "
+            "re-run, so these rows measure the model at its older rate: " + "; ".join(
+                f"{m} {old:.3g} (default now {new:.3g})" for m, (old, new) in stale.items()) + ".")
 
     def beats_vanilla(m: str, b: float, s: str) -> bool:
         ours, plain = cell.get((m, b, s)), cell.get((m, b, "vanilla"))
@@ -178,7 +197,11 @@ def main() -> None:
             run.setdefault("allocator", previous.get("allocator"))
         record.update(runs=previous["runs"], date=previous.get("date", record["date"]),
                       command=commands[0], commands=commands + ([command] if command not in commands else []))
-    done = {(r["model"], r["beta"], r["scheme"]) for r in record["runs"]}
+    # a run at a rate that is no longer the model's default is not done: re-running replaces it (kept aside
+    # under "superseded_runs")
+    done = {(r["model"], r["beta"], r["scheme"]) for r in record["runs"] if _at_default_rate(r)}
+    if previous is not None:
+        record["superseded_runs"] = previous.get("superseded_runs", [])
     seconds_before = float(previous.get("total_seconds", 0.0)) if previous else 0.0
     record["total_seconds"] = seconds_before
     if previous and previous.get("load_average"):
@@ -197,6 +220,10 @@ def main() -> None:
                        "seconds": time.perf_counter() - t0, "fit_seconds": result.seconds, "steps": result.steps,
                        "lr": result.extras["parameters"]["lr"], "loss_terms": result.extras["loss_terms"],
                        "parameters": result.model.num_real_parameters(), "allocator": allocator_in_use()}
+                replaced = [r for r in record["runs"] if (r["model"], r["beta"], r["scheme"]) == (model, beta, scheme)]
+                if replaced:
+                    record.setdefault("superseded_runs", []).extend(replaced)
+                    record["runs"] = [r for r in record["runs"] if r not in replaced]
                 record["runs"].append(run)
                 record["total_seconds"] = seconds_before + time.perf_counter() - start
                 record["load_average"] = os.getloadavg()

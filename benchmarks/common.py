@@ -85,6 +85,15 @@ def higher_is_better(metric: str) -> bool:
     return metric not in ("rel_l2", "loss")
 
 
+def runs_off_the_default_rate(runs: list[dict], task: str) -> dict[str, tuple[float, float]]:
+    """model -> (the rate its runs used, today's default) for the models of ``runs`` fitted at another rate
+    than ``task``'s default (the defaults changed since: ``benchmarks/sweep_defaults.py``)."""
+    from reconstruct.tasks import default_lr
+
+    return {r["model"]: (r["lr"], default_lr(r["model"], task)) for r in runs
+            if r.get("lr") is not None and not math.isclose(r["lr"], default_lr(r["model"], task), rel_tol=1e-9)}
+
+
 class DataMissingError(FileNotFoundError):
     """The benchmark data folder (or a file in it) is absent."""
 

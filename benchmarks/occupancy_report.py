@@ -203,6 +203,14 @@ def results_section(record: dict[str, Any]) -> list[str]:
         lines.append("- ms/step over the fits (the same batch of 65,536 voxels each): " + ", ".join(
             f"{m} {min(v):.0f}–{max(v):.0f}" for m, v in steps_range.items() if v)
                      + " — the spread is the shared machine's load, not the mesh.")
+        from benchmarks.common import runs_off_the_default_rate
+
+        stale = runs_off_the_default_rate(runs, "fit_occupancy")
+        if stale:
+            lines.append("- Fitted at a learning rate that is no longer the task's default (the occupancy sweep, "
+                         "`benchmarks/results/lr_defaults_occupancy_cpu.json` on generated 96³ blobs, chose new "
+                         "ones after these fits), so these columns measure the model at its older rate: " + "; ".join(
+                             f"{m} {old:.3g} (default now {new:.3g})" for m, (old, new) in stale.items()) + ".")
         allocator_line = _allocator_line(record)
         if allocator_line:
             lines.append(allocator_line)

@@ -1,4 +1,5 @@
-"""``benchmarks/bench_occupancy.py`` on a tiny case: spot at 16³, 2 steps, one model, one fit in a subprocess."""
+"""``benchmarks/bench_occupancy.py``: a tiny run (spot at 16³, 2 steps, one model, one fit in a subprocess), its
+report section and the merge of side-by-side records."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_occupancy.py"
 DATA_DIR = (ROOT / ".." / "shared" / "data").resolve()
 
-pytestmark = pytest.mark.skipif(not (DATA_DIR / "meshes" / "spot.obj").exists(), reason="no shared/data/meshes")
+#: only the tiny run voxelises a mesh; the report and merge tests build their records by hand
+needs_meshes = pytest.mark.skipif(not (DATA_DIR / "meshes" / "spot.obj").exists(), reason="no shared/data/meshes")
 
 
 def _load():
@@ -24,6 +26,7 @@ def _load():
     return module
 
 
+@needs_meshes
 def test_tiny_run_writes_every_field_and_resumes(tmp_path):
     pytest.importorskip("embreex")
     bench = _load()
@@ -55,6 +58,12 @@ def test_tiny_run_writes_every_field_and_resumes(tmp_path):
     again = bench.run_benchmark(resolution=16, meshes=["spot"], models=["siren"], seeds=[0], steps=2, out=out,
                                 data_dir=DATA_DIR, threads=1, command="test", log=logged.append)
     assert len(again["runs"]) == 1 and "already" in logged[-1]
+    # a fit at a rate that is no longer the default is fitted again, the old one kept aside
+    stale = [{**run, "lr": 3 * run["lr"]}]
+    out.write_text(json.dumps({**saved, "runs": stale}))
+    refit = bench.run_benchmark(resolution=16, meshes=["spot"], models=["siren"], seeds=[0], steps=2, out=out,
+                                data_dir=DATA_DIR, threads=1, command="test", log=logged.append)
+    assert [r["lr"] for r in refit["runs"]] == [run["lr"]] and refit["superseded_runs"] == stale
     with pytest.raises(ValueError, match="resolution"):
         bench.run_benchmark(resolution=12, meshes=["spot"], models=["siren"], steps=2, out=out, data_dir=DATA_DIR)
 
@@ -115,3 +124,34 @@ def test_merge_adds_the_fits_of_records_run_side_by_side(tmp_path):
     write_json(b, {"resolution": 32, "runs": [run("siren", 1)]})
     with pytest.raises(ValueError, match="resolution"):
         bench.merge_records(out, [b])
+
+
+def test_fits_at_a_rate_no_longer_the_default_are_named_and_give_way(tmp_path):
+    from benchmarks.common import write_json
+    from reconstruct.tasks import default_lr
+
+    bench = _load()
+    default = default_lr("nestnet", "fit_occupancy")
+
+    def run(seed, lr):
+        return {"mesh": "spot", "model": "nestnet", "seed": seed, "steps": 2, "iou": 0.5, "ms_per_step": 10.0,
+                "peak_rss_mib": 500.0, "seconds": 1.0, "train_seconds": 0.5, "eval_seconds": 0.5, "voxels": 4096,
+                "lr": lr, "allocator": "tcmalloc"}
+
+    meshes = {"spot": {"shape": [16, 16, 9], "voxels": 4096}}
+    out, newer = tmp_path / "main.json", tmp_path / "newer.json"
+    old = [run(0, default / 3), run(1, default / 3)]
+    write_json(out, {"resolution": 16, "commands": ["first"], "meshes": meshes, "runs": old, "total_seconds": 1.0})
+    section = "\n".join(bench.results_section(json.loads(out.read_text())))
+    assert "no longer the task's default" in section
+    assert f"nestnet {default / 3:.3g} (default now {default:.3g})" in section
+    # seed 0 again at today's default replaces the old fit; seed 1 stays (still named) until it is fitted again
+    write_json(newer, {"resolution": 16, "commands": ["again"], "meshes": meshes,
+                       "runs": [run(0, default)], "total_seconds": 1.0})
+    saved = bench.merge_records(out, [newer])
+    assert [(r["seed"], r["lr"]) for r in saved["runs"]] == [(1, default / 3), (0, default)]
+    assert saved["superseded_runs"] == [old[0]]
+    # a source's fit at an old rate never displaces one the record holds
+    write_json(newer, {"resolution": 16, "commands": ["older"], "meshes": meshes, "runs": [run(0, default / 9)],
+                       "total_seconds": 1.0})
+    assert bench.merge_records(out, [newer])["runs"][-1]["lr"] == default

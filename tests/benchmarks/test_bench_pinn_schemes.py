@@ -64,3 +64,30 @@ def test_a_second_run_extends_the_record_and_skips_what_it_holds(tmp_path, monke
     with pytest.raises(SystemExit):  # other steps: one argparse error, the record untouched
         bench_pinn_schemes.main()
     assert json.loads(out.read_text()) == second
+
+
+def test_a_run_at_a_rate_no_longer_the_default_is_named_and_rerun(tmp_path, monkeypatch):
+    from benchmarks import bench_pinn_schemes
+    from reconstruct.tasks import default_lr
+
+    old = [{**_run("siren", 5.0, "vanilla", 0.5), "lr": 10 * default_lr("siren", "solve_convection")}]
+    text = "\n".join(bench_pinn_schemes.results_section({"command": "bench", "steps": 2, "runs": old}))
+    assert "not yet re-run" in text and f"siren {old[0]['lr']:.3g} (default now" in text
+
+    out = tmp_path / "pinn.json"
+    import reconstruct.app.runtime as runtime
+    from benchmarks.common import write_json
+
+    monkeypatch.setattr(runtime, "reexec_with_tcmalloc", lambda: None)  # stay in this process
+    from reconstruct.tasks import SOLVE_CONVECTION
+
+    params = {p.name: p.default for p in SOLVE_CONVECTION.params if p.name.startswith(("causal_", "curriculum_"))}
+    write_json(out, {"command": "first", "steps": 2, "seed": 0, "scheme_params": params, "runs": old})
+    monkeypatch.setattr(sys, "argv", ["bench_pinn_schemes.py", "--betas", "5", "--schemes", "vanilla", "--steps",
+                                      "2", "--models", "siren", "--out", str(out)])
+    bench_pinn_schemes.main()
+    record = json.loads(out.read_text())
+    assert len(record["runs"]) == 1 and record["runs"][0]["lr"] == default_lr("siren", "solve_convection")
+    # kept aside as it was, with the allocator every older run is given when the record is extended
+    assert record["superseded_runs"] == [{**old[0], "allocator": None}]
+    assert "not yet re-run" not in "\n".join(bench_pinn_schemes.results_section(record))
