@@ -23,7 +23,8 @@ installed, denormals flushed, like the other CPU benchmarks.  The JSON is writte
 fits already in it (same mesh, model, seed, steps) are skipped, so an interrupted run continues where
 it stopped; a fit at a learning rate that is no longer the task's default (the occupancy sweep of
 ``benchmarks/sweep_defaults.py``) is fitted again and replaces it (the old one moves to
-``superseded_runs``), and the report names the models still at an older rate.  Command that produced the committed results::
+``superseded_runs``), and the report names the models still at an older rate.  Commands that produced
+the committed results::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_occupancy.py --threads 1 --resolution 256 \
         --meshes all --models nestnet,siren --seeds 0 --steps 60
