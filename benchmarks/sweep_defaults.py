@@ -164,8 +164,8 @@ def budget_check(path: Path, steps: int, models: list[str] | None, jobs: int, co
 
     record = json.loads(path.read_text())
     task = record.get("task", "image")
-    first = {r["model"]: r for r in record["sweep"]}
-    checks = [{**{k: first[m][k] for k in ("task", "size", "image") if k in first[m]}, "steps": steps, "model": m,
+    case = {r["model"]: {k: r[k] for k in ("task", "size", "image") if k in r} for r in record["sweep"]}
+    checks = [{**case[m], "steps": steps, "model": m,
                "multiplier": k, "lr": record["recommended_lr"][m] * k}
               for m in (models or list(record["chosen"])) if record["chosen"][m]["multiplier"] != 1.0
               for k in (1.0, record["chosen"][m]["multiplier"])]
@@ -183,6 +183,15 @@ def budget_check(path: Path, steps: int, models: list[str] | None, jobs: int, co
 SECTION_TITLE = "### Default learning rates (sweeps on development cases, CPU)"
 _TASK_NAMES = {"image": "fitting and super-resolution", "pinn": "convection PINN", "occupancy": "occupancy"}
 _METRIC_NAMES = {"psnr": "PSNR (dB)", "rel_l2": "relative L2 error (lower is better)", "iou": "IoU at 0.5"}
+
+
+def _recommended_then_chosen(runs: list[dict], metric: str, fmt: str) -> str:
+    """``"model a → b"`` per model of ``runs``: its run at the recommended rate (×1), then at the other one."""
+    parts = []
+    for m in dict.fromkeys(r["model"] for r in runs):
+        mine = sorted((r for r in runs if r["model"] == m), key=lambda r: r["multiplier"] != 1.0)
+        parts.append(f"{m} {mine[0][metric]:{fmt}} → {mine[-1][metric]:{fmt}}")
+    return "; ".join(parts)
 
 
 def results_section(records: list[dict]) -> list[str]:
@@ -211,20 +220,12 @@ def results_section(records: list[dict]) -> list[str]:
                          + " |")
         checks = record.get("budget_checks", [])
         if checks:
-            steps = sorted({c["steps"] for c in checks})
-            lines += ["", f"At {', '.join(map(str, steps))} steps (the task's budget) on the same case, recommended "
-                      "→ chosen rate: " + "; ".join(
-                          f"{m} {a[metric]:.4g} → {b[metric]:.4g}" for m in dict.fromkeys(c["model"] for c in checks)
-                          for a, b in [sorted((c for c in checks if c["model"] == m), key=lambda c: c["multiplier"]
-                                              != 1.0)[:2]]) + "."]
+            steps = ", ".join(map(str, sorted({c["steps"] for c in checks})))
+            lines += ["", f"At {steps} steps (the task's budget) on the same case, recommended → chosen rate: "
+                      + _recommended_then_chosen(checks, metric, ".4g") + "."]
         if record.get("validation"):
-            val = record["validation"]
             lines += ["", f"Validation on {record.get('validation_image')} (not part of the choice), recommended → "
-                      "chosen: " + "; ".join(
-                          f"{m} {min(v, key=lambda r: r['multiplier'] != 1.0)[metric]:.2f} → "
-                          f"{max(v, key=lambda r: r['multiplier'] != 1.0)[metric]:.2f}"
-                          for m in dict.fromkeys(r["model"] for r in val)
-                          for v in [[r for r in val if r["model"] == m]]) + "."]
+                      "chosen: " + _recommended_then_chosen(record["validation"], metric, ".2f") + "."]
         lines += ["", "Produced by: " + " then ".join(f"`{c}`" for c in record.get("commands", [record["command"]])),
                   ""]
     return lines
