@@ -130,6 +130,26 @@ def results_section(record: dict) -> list[str]:
             "re-run, so these rows measure the model at its older rate: " + "; ".join(
                 f"{m} {old:.3g} (default now {new:.3g})" for m, (old, new) in stale.items()) + ".")
 
+    superseded = {(r["model"], r["beta"], r["scheme"]): r for r in record.get("superseded_runs", [])}
+    if superseded:
+        # what the change of defaults did: the same runs at the rate each model had before the sweep
+        pairs = []
+        for m in dict.fromkeys(k[0] for k in superseded):
+            for b in betas:
+                # the schemes re-run at today's rate only, then and now
+                now_at = {k[2]: cell[k] for k in superseded if k[:2] == (m, b) and k in cell
+                          and not runs_off_the_default_rate([cell[k]], "solve_convection")}
+                old = [superseded[(m, b, scheme)] for scheme in now_at]
+                new = list(now_at.values())
+                if old:
+                    was, now = min(old, key=lambda r: r["rel_l2"]), min(new, key=lambda r: r["rel_l2"])
+                    pairs.append(f"{m} β = {b:g} {was['rel_l2']:.4f} ({was['scheme']}, lr {was['lr']:.3g}) → "
+                                 f"{now['rel_l2']:.4f} ({now['scheme']})")
+        if pairs:
+            lines.append("- The same runs at each model's rate before the PINN sweep set today's defaults "
+                         "(`superseded_runs`), best scheme then → now: " + "; ".join(pairs) + ". The sweep's "
+                         "development case is β = 20; where a model got worse here, its best rate moves with β.")
+
     def beats_vanilla(m: str, b: float, s: str) -> bool:
         ours, plain = cell.get((m, b, s)), cell.get((m, b, "vanilla"))
         return ours is not None and plain is not None and ours["rel_l2"] < plain["rel_l2"]

@@ -90,4 +90,8 @@ def test_a_run_at_a_rate_no_longer_the_default_is_named_and_rerun(tmp_path, monk
     assert len(record["runs"]) == 1 and record["runs"][0]["lr"] == default_lr("siren", "solve_convection")
     # kept aside as it was, with the allocator every older run is given when the record is extended
     assert record["superseded_runs"] == [{**old[0], "allocator": None}]
-    assert "not yet re-run" not in "\n".join(bench_pinn_schemes.results_section(record))
+    section = "\n".join(bench_pinn_schemes.results_section(record))
+    assert "not yet re-run" not in section
+    # the old and the new run side by side
+    was, now = old[0]["rel_l2"], record["runs"][0]["rel_l2"]
+    assert f"siren β = 5 {was:.4f} (vanilla, lr {old[0]['lr']:.3g}) → {now:.4f} (vanilla)" in section
