@@ -44,6 +44,16 @@ writing its own record, merged into the committed one with ``--merge``::
     process --models relu_pe --seeds 0,2 then the other seven models --seeds 2, --out /tmp/occ/b.json)
     .venv/bin/python benchmarks/bench_occupancy.py --merge /tmp/occ/a.json /tmp/occ/b.json
 
+When the occupancy learning-rate sweep changed six models' defaults, NestNet (60 steps, seeds 0-2, then
+the task's 500 steps on four meshes) and SIREN (60 steps, seeds 0-2) were fitted again at the new rates,
+two processes side by side, and merged the same way; the fits they replace moved to ``superseded_runs``::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_occupancy.py --threads 1 --resolution 256 \
+        --meshes all --models nestnet --seeds 0,1,2 --steps 60 --report '' --out /tmp/occ/n.json
+    (then --meshes lucy,armadillo,dragon,bunny --models nestnet --seeds 0 at the default steps, the same
+    --out; in the second process --models siren --seeds 0,1,2 --steps 60, --out /tmp/occ/s.json)
+    .venv/bin/python benchmarks/bench_occupancy.py --merge /tmp/occ/n.json /tmp/occ/s.json
+
 It writes ``benchmarks/results/occupancy_256_cpu.json`` and (re)writes the section
 :data:`SECTION_TITLE` of ``benchmarks/RESULTS.md`` (``benchmarks/report.py`` renders the same section
 from the JSON when it regenerates the report).
