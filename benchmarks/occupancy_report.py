@@ -207,10 +207,19 @@ def results_section(record: dict[str, Any]) -> list[str]:
 
         stale = runs_off_the_default_rate(runs, "fit_occupancy")
         if stale:
+            def which(m: str) -> str:
+                mine = [r for r in runs if r["model"] == m]
+                old = [r for r in mine if runs_off_the_default_rate([r], "fit_occupancy")]
+                if len(old) == len(mine):
+                    return "every fit"
+                return ", ".join(f"{mesh} at {steps} steps" for mesh, steps in
+                                 dict.fromkeys((r["mesh"], int(r["steps"])) for r in old))
+
             lines.append("- Fitted at a learning rate that is no longer the task's default (the occupancy sweep, "
                          "`benchmarks/results/lr_defaults_occupancy_cpu.json` on generated 96³ blobs, chose new "
-                         "ones after these fits), so these columns measure the model at its older rate: " + "; ".join(
-                             f"{m} {old:.3g} (default now {new:.3g})" for m, (old, new) in stale.items()) + ".")
+                         "ones after these fits), so these cells measure the model at its older rate: " + "; ".join(
+                             f"{m} {old:.3g}, default now {new:.3g} ({which(m)})" for m, (old, new) in stale.items())
+                         + ".")
         allocator_line = _allocator_line(record)
         if allocator_line:
             lines.append(allocator_line)

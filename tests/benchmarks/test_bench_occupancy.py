@@ -144,12 +144,13 @@ def test_fits_at_a_rate_no_longer_the_default_are_named_and_give_way(tmp_path):
     write_json(out, {"resolution": 16, "commands": ["first"], "meshes": meshes, "runs": old, "total_seconds": 1.0})
     section = "\n".join(bench.results_section(json.loads(out.read_text())))
     assert "no longer the task's default" in section
-    assert f"nestnet {default / 3:.3g} (default now {default:.3g})" in section
+    assert f"nestnet {default / 3:.3g}, default now {default:.3g} (every fit)" in section
     # seed 0 again at today's default replaces the old fit; seed 1 stays (still named) until it is fitted again
     write_json(newer, {"resolution": 16, "commands": ["again"], "meshes": meshes,
                        "runs": [run(0, default)], "total_seconds": 1.0})
     saved = bench.merge_records(out, [newer])
     assert [(r["seed"], r["lr"]) for r in saved["runs"]] == [(1, default / 3), (0, default)]
+    assert "(spot at 2 steps)" in "\n".join(bench.results_section(saved))  # seed 1 only
     assert saved["superseded_runs"] == [old[0]]
     # a source's fit at an old rate never displaces one the record holds
     write_json(newer, {"resolution": 16, "commands": ["older"], "meshes": meshes, "runs": [run(0, default / 9)],
