@@ -240,7 +240,7 @@ def run_benchmark(
     import numpy as np
     import torch
 
-    from benchmarks.common import read_json, runs_off_the_default_rate, write_json
+    from benchmarks.common import add_replacing, at_default_rate, read_json, write_json
     from reconstruct.app.runtime import allocator_in_use
     from reconstruct.tasks import FIT_OCCUPANCY
 
@@ -267,7 +267,7 @@ def run_benchmark(
     record.setdefault("meshes", {})
     record.setdefault("runs", [])
     # a fit at a rate that is no longer the task's default is not done: fitting again replaces it
-    done = {_key(r) for r in record["runs"] if not runs_off_the_default_rate([r], "fit_occupancy")}
+    done = {_key(r) for r in record["runs"] if at_default_rate(r, "fit_occupancy")}
     seconds_before = float(record.get("total_seconds", 0.0))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_occupancy_volumes_") as tmp:
@@ -289,7 +289,7 @@ def run_benchmark(
                 else:
                     run = fit_once(volume, model, seed, steps, threads)
                 run = {"mesh": mesh, **run, "seconds": time.perf_counter() - t0}
-                _add_run(record, run)
+                add_replacing(record, run, _key)
                 done.add(_key(run))
                 record["total_seconds"] = seconds_before + time.perf_counter() - start
                 record["load_average"] = list(os.getloadavg())
@@ -299,15 +299,6 @@ def run_benchmark(
                     f"{run['eval_seconds']:.0f} s  ({run['seconds']:.0f} s)")
             del volume
     return record
-
-
-def _add_run(record: dict[str, Any], run: dict[str, Any]) -> None:
-    """Add ``run`` to the record; a fit it replaces (same mesh, model, seed, steps) moves to ``superseded_runs``."""
-    replaced = [r for r in record["runs"] if _key(r) == _key(run)]
-    if replaced:
-        record.setdefault("superseded_runs", []).extend(replaced)
-        record["runs"] = [r for r in record["runs"] if _key(r) != _key(run)]
-    record["runs"].append(run)
 
 
 def _name_allocators(record: dict[str, Any]) -> dict[str, Any]:
@@ -331,12 +322,12 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
     ``total_seconds`` becomes the sum of every record's (process time,
     not wall-clock: the sources ran at the same time) and a note in the record says so.
     """
-    from benchmarks.common import read_json, runs_off_the_default_rate, write_json
+    from benchmarks.common import add_replacing, at_default_rate, read_json, write_json
 
     record: dict[str, Any] = read_json(out) if Path(out).exists() else {}
     _name_allocators(record)
     # as in a run: a fit at a rate that is no longer the default gives way to a source's fit at the default
-    done = {_key(r) for r in record.get("runs", []) if not runs_off_the_default_rate([r], "fit_occupancy")}
+    done = {_key(r) for r in record.get("runs", []) if at_default_rate(r, "fit_occupancy")}
     merged = 0
     for source in sources:
         other = _name_allocators(read_json(source))
@@ -350,11 +341,11 @@ def merge_records(out: Path, sources: Sequence[Path], command: str | None = None
         commands += [c for c in other.get("commands", []) if c not in commands]
         record.setdefault("runs", [])
         for run in other.get("runs", []):
-            at_default = not runs_off_the_default_rate([run], "fit_occupancy")
+            at_default = at_default_rate(run, "fit_occupancy")
             held = {_key(r) for r in record["runs"]}
             if _key(run) in done or (not at_default and _key(run) in held):
                 continue
-            _add_run(record, run)
+            add_replacing(record, run, _key)
             if at_default:
                 done.add(_key(run))
             merged += 1

@@ -51,12 +51,6 @@ def _table(runs: list[dict], schemes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _at_default_rate(run: dict) -> bool:
-    from benchmarks.common import runs_off_the_default_rate
-
-    return not runs_off_the_default_rate([run], "solve_convection")
-
-
 SECTION_TITLE = "### PINN training schemes at β = 30 / 40 / 50 (CPU, 1,000 steps)"
 
 
@@ -120,7 +114,7 @@ def results_section(record: dict) -> list[str]:
                 f"**{verdict}**" + (f"; best of all models {leader['model']} {leader['scheme']} "
                                     f"{leader['rel_l2']:.4f}." if leader else "."))
 
-    from benchmarks.common import runs_off_the_default_rate
+    from benchmarks.common import at_default_rate, runs_off_the_default_rate
 
     stale = runs_off_the_default_rate(runs, "solve_convection")
     if stale:
@@ -138,7 +132,7 @@ def results_section(record: dict) -> list[str]:
             for b in betas:
                 # the schemes re-run at today's rate only, then and now
                 now_at = {k[2]: cell[k] for k in superseded if k[:2] == (m, b) and k in cell
-                          and not runs_off_the_default_rate([cell[k]], "solve_convection")}
+                          and at_default_rate(cell[k], "solve_convection")}
                 old = [superseded[(m, b, scheme)] for scheme in now_at]
                 new = list(now_at.values())
                 if old:
@@ -186,7 +180,7 @@ def main() -> None:
     tune_allocator()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as reconstruct.fit does on CPU
-    from benchmarks.common import read_json, write_json
+    from benchmarks.common import add_replacing, at_default_rate, read_json, write_json
     from reconstruct.tasks import SOLVE_CONVECTION, solve_convection
 
     betas = [float(b) for b in args.betas.split(",") if b]
@@ -219,7 +213,7 @@ def main() -> None:
                       command=commands[0], commands=commands + ([command] if command not in commands else []))
     # a run at a rate that is no longer the model's default is not done: re-running replaces it (kept aside
     # under "superseded_runs")
-    done = {(r["model"], r["beta"], r["scheme"]) for r in record["runs"] if _at_default_rate(r)}
+    done = {(r["model"], r["beta"], r["scheme"]) for r in record["runs"] if at_default_rate(r, "solve_convection")}
     if previous is not None:
         record["superseded_runs"] = previous.get("superseded_runs", [])
     seconds_before = float(previous.get("total_seconds", 0.0)) if previous else 0.0
@@ -240,11 +234,7 @@ def main() -> None:
                        "seconds": time.perf_counter() - t0, "fit_seconds": result.seconds, "steps": result.steps,
                        "lr": result.extras["parameters"]["lr"], "loss_terms": result.extras["loss_terms"],
                        "parameters": result.model.num_real_parameters(), "allocator": allocator_in_use()}
-                replaced = [r for r in record["runs"] if (r["model"], r["beta"], r["scheme"]) == (model, beta, scheme)]
-                if replaced:
-                    record.setdefault("superseded_runs", []).extend(replaced)
-                    record["runs"] = [r for r in record["runs"] if r not in replaced]
-                record["runs"].append(run)
+                add_replacing(record, run, lambda r: (r["model"], r["beta"], r["scheme"]))
                 record["total_seconds"] = seconds_before + time.perf_counter() - start
                 record["load_average"] = os.getloadavg()
                 write_json(args.out, record)

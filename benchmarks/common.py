@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,13 +86,28 @@ def higher_is_better(metric: str) -> bool:
     return metric not in ("rel_l2", "loss")
 
 
+def at_default_rate(run: dict, task: str) -> bool:
+    """Whether ``run`` used ``task``'s default learning rate for its model (runs that record none count as such)."""
+    from reconstruct.tasks import default_lr
+
+    return run.get("lr") is None or math.isclose(run["lr"], default_lr(run["model"], task), rel_tol=1e-9)
+
+
 def runs_off_the_default_rate(runs: list[dict], task: str) -> dict[str, tuple[float, float]]:
     """model -> (the rate its runs used, today's default) for the models of ``runs`` fitted at another rate
     than ``task``'s default (the defaults changed since: ``benchmarks/sweep_defaults.py``)."""
     from reconstruct.tasks import default_lr
 
-    return {r["model"]: (r["lr"], default_lr(r["model"], task)) for r in runs
-            if r.get("lr") is not None and not math.isclose(r["lr"], default_lr(r["model"], task), rel_tol=1e-9)}
+    return {r["model"]: (r["lr"], default_lr(r["model"], task)) for r in runs if not at_default_rate(r, task)}
+
+
+def add_replacing(record: dict, run: dict, key: Callable[[dict], Any]) -> None:
+    """Append ``run`` to ``record["runs"]``; runs with its ``key`` move to ``record["superseded_runs"]``."""
+    replaced = [r for r in record["runs"] if key(r) == key(run)]
+    if replaced:
+        record.setdefault("superseded_runs", []).extend(replaced)
+        record["runs"] = [r for r in record["runs"] if key(r) != key(run)]
+    record["runs"].append(run)
 
 
 class DataMissingError(FileNotFoundError):

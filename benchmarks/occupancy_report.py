@@ -203,13 +203,13 @@ def results_section(record: dict[str, Any]) -> list[str]:
         lines.append("- ms/step over the fits (the same batch of 65,536 voxels each): " + ", ".join(
             f"{m} {min(v):.0f}–{max(v):.0f}" for m, v in steps_range.items() if v)
                      + " — the spread is the shared machine's load, not the mesh.")
-        from benchmarks.common import runs_off_the_default_rate
+        from benchmarks.common import at_default_rate, runs_off_the_default_rate
 
         stale = runs_off_the_default_rate(runs, "fit_occupancy")
         if stale:
             def which(m: str) -> str:
                 mine = [r for r in runs if r["model"] == m]
-                old = [r for r in mine if runs_off_the_default_rate([r], "fit_occupancy")]
+                old = [r for r in mine if not at_default_rate(r, "fit_occupancy")]
                 if len(old) == len(mine):
                     return "every fit"
                 return ", ".join(f"{mesh} at {steps} steps" for mesh, steps in
