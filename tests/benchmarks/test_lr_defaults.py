@@ -13,11 +13,11 @@ from reconstruct.tasks import default_lr
 from reconstruct.tasks.learning_rates import IMAGE_TASKS, SWEPT_TASKS
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-#: task -> its sweep records, the full sweep first; a later record (more steps, fewer models) sets the
+#: task -> its sweep records, the full sweep first; a later record (more steps, fewer models, a harder case) sets the
 #: defaults of the models it learnt
 RECORDS = {
     **{task: ("lr_defaults_cpu.json",) for task in IMAGE_TASKS},
-    "solve_convection": ("lr_defaults_pinn_cpu.json",),
+    "solve_convection": ("lr_defaults_pinn_cpu.json", "lr_defaults_pinn_hard_cpu.json"),
     "fit_occupancy": ("lr_defaults_occupancy_cpu.json", "lr_defaults_occupancy_300_cpu.json"),
 }
 ALL_RECORDS = sorted({name for names in RECORDS.values() for name in names})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -29,6 +30,10 @@ def test_tiny_sweep_keeps_the_best_multiple_and_brackets_it(tmp_path, monkeypatc
     assert grid <= len(rows) <= grid + sweep_defaults.MAX_EXTENSIONS
     for r in rows:
         assert r["lr"] == pytest.approx(r["multiplier"] * record["recommended_lr"]["gauss"])
+        if task == "pinn":  # one error per development speed; the run's metric is their geometric mean
+            errors = r["rel_l2_per_beta"]
+            assert set(errors) == {f"{b:g}" for b in sweep_defaults.PINN_DEV_BETAS}
+            assert r["rel_l2"] == pytest.approx(math.prod(errors.values()) ** (1 / len(errors)))
     best = (max if higher else min)(rows, key=lambda r: r[metric])
     # the grid grew outwards only while its best was at an edge: it stopped bracketed or after the last extension
     if len(rows) < grid + sweep_defaults.MAX_EXTENSIONS:
